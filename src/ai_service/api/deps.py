@@ -1,0 +1,34 @@
+"""Annotated dependencies shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ai_service.auth import Principal, key_from_headers
+from ai_service.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.ai
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_principal(request: Request) -> Principal:
+    """The caller of a key-authenticated route. Raises `AuthenticationError` (401)."""
+    state = get_state(request)
+    headers = request.headers
+    secret = key_from_headers(headers.get("x-api-key"), headers.get("authorization"))
+    return await state.keys.authenticate(secret)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def request_id(request: Request) -> str:
+    value: str = request.scope["state"]["request_id"]
+    return value

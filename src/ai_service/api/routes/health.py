@@ -1,0 +1,27 @@
+"""GET /healthz (the process answers) and GET /readyz (the database answers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import text
+from starlette.responses import Response
+
+from ai_service.api.deps import StateDep
+from ai_service.api.responses import json_response
+
+router = APIRouter()
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: the database is reachable")
+async def readyz(state: StateDep) -> Response:
+    try:
+        async with state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:  # any driver failure means "not ready"
+        return json_response({"status": "unavailable", "database": "unreachable"}, 503)
+    return json_response({"status": "ok", "database": "ok"})

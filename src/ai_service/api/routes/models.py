@@ -1,0 +1,51 @@
+"""GET /ai/{provider}/models: the catalog's models of a provider, OpenAI list shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from ai_service.api.deps import PrincipalDep, StateDep
+from ai_service.api.responses import json_response
+from ai_service.billing.money import micro_to_usd
+from ai_service.billing.pricing import Price
+from ai_service.errors import NotFoundError
+from ai_service.providers import PATHS
+
+router = APIRouter()
+
+
+def model_entry(provider: str, model_id: str, price: Price) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": model_id,
+        "object": "model",
+        "created": 0,
+        "owned_by": provider,
+        "input_cost_per_million": float(micro_to_usd(price.input)),
+        "output_cost_per_million": float(micro_to_usd(price.output)),
+        "context_window": price.context_window,
+        "max_output_tokens": price.max_output,
+    }
+    if price.cached_input is not None:
+        entry["cached_input_cost_per_million"] = float(micro_to_usd(price.cached_input))
+    if price.cache_write is not None:
+        entry["cache_write_cost_per_million"] = float(micro_to_usd(price.cache_write))
+    return entry
+
+
+@router.get("/ai/{provider}/models", summary="List the catalog's models of a provider")
+async def list_models(provider: str, state: StateDep, _principal: PrincipalDep) -> Response:
+    target = PATHS.get(provider)
+    if target is None:
+        raise NotFoundError(f"Unknown provider path '/ai/{provider}/'.")
+    catalog = await state.catalog.get()
+    data = [
+        model_entry(target, mid, price) for mid, price in sorted(catalog.models(target).items())
+    ]
+    for alias, model in sorted(catalog.aliases.get(target, {}).items()):
+        price = catalog.models(target).get(model)
+        if price is not None:
+            data.append({**model_entry(target, alias, price), "alias_of": model})
+    return json_response({"object": "list", "data": data})

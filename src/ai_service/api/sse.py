@@ -1,0 +1,74 @@
+"""Server-sent events: frame encoding and an ASGI response that notices disconnects at once.
+
+`SSEResponse` sends frames from an async iterator while it listens for the
+client's `http.disconnect`; on disconnect the iterator's task is cancelled, so
+the upstream request is dropped without waiting for the next chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ai_service.errors import ServiceError
+
+DONE = b"data: [DONE]\n\n"
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def frame(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def error_frame(exc: ServiceError) -> bytes:
+    """The final `data: {"error": ...}` event of a stream that failed after it started."""
+    return frame(exc.body())
+
+
+class SSEResponse(Response):
+    """An ASGI response streaming `frames` as `text/event-stream`."""
+
+    def __init__(self, frames: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        self.frames = frames
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = HEADERS + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        self.disconnected = False
+
+    async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        sender = asyncio.ensure_future(self._send_all(send))
+        watcher = asyncio.ensure_future(self._watch(receive))
+        try:
+            await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not sender.done():
+                self.disconnected = True
+                sender.cancel()
+            watcher.cancel()
+            await asyncio.gather(sender, watcher, return_exceptions=True)
+
+    async def _send_all(self, send: Send) -> None:
+        try:
+            async for chunk in self.frames:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            self.disconnected = True
+        finally:
+            await self.frames.aclose()  # type: ignore[attr-defined]  # async generator
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return

@@ -1,0 +1,103 @@
+"""The ASGI application: `create_app(settings)`, its lifespan and its error handlers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from ai_service import __version__, providers
+from ai_service.api.responses import json_response
+from ai_service.api.routes import account, chat, health, models
+from ai_service.auth import KeyStore
+from ai_service.config import Settings
+from ai_service.errors import ServiceError, to_openai_error
+from ai_service.middleware import RequestIdMiddleware
+from ai_service.state import AppState, CatalogCache
+from ai_service.storage.db import make_engine, session_factory
+from ai_service.upstream import Timeouts, Upstream, make_client
+
+log = logging.getLogger("ai_service")
+
+
+def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastAPI's lifespan type
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessions = session_factory(engine)
+        client = make_client(settings.upstream_pool_size, settings.connect_timeout)
+        timeouts = Timeouts(
+            settings.connect_timeout, settings.first_byte_timeout, settings.stream_idle_timeout
+        )
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            keys=KeyStore(sessions, settings.key_cache_seconds),
+            catalog=CatalogCache(sessions, settings.catalog_refresh_seconds),
+            upstream=Upstream(client, timeouts),
+            adapters=providers.configured(settings),
+            instance_id=settings.instance_id or uuid.uuid4().hex[:16],
+        )
+        await state.catalog.reload()
+        app.state.ai = state
+        try:
+            yield
+        finally:
+            await state.drain()
+            await client.close()
+            await engine.dispose()
+
+    return lifespan
+
+
+async def service_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return json_response(exc.body(), exc.status, exc.headers())
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kinds = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
+    body = to_openai_error(str(exc.detail), kinds.get(exc.status_code, "invalid_request_error"))
+    return json_response(body, exc.status_code, dict(exc.headers or {}))
+
+
+async def validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+    message = f"Invalid parameter '{location}': {first.get('msg', 'invalid value')}."
+    return json_response(to_openai_error(message, "invalid_request_error", location or None), 400)
+
+
+async def unexpected_error(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    body = to_openai_error("The gateway failed to handle the request.", "server_error")
+    return json_response(body, 500)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the gateway's ASGI app for these settings."""
+    app = FastAPI(
+        title="ai-service",
+        version=__version__,
+        lifespan=build_lifespan(settings),
+        docs_url="/ai/docs",
+        redoc_url=None,
+        openapi_url="/ai/openapi.json",
+    )
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    for module in (chat, models, account, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestIdMiddleware)
+    return app

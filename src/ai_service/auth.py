@@ -1,0 +1,113 @@
+"""API keys: generation, hashing, lookup with a short in-memory cache.
+
+A key is `ais-` followed by 32 url-safe random bytes (256 bits). Only its
+SHA-256 is stored, with the first 12 characters as a visible prefix. Lookups go
+by hash (a unique index), so comparing secrets in Python is never needed; the
+admin key is compared with `hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ai_service.errors import AuthenticationError
+from ai_service.storage.models import ApiKey, ApiUser
+
+KEY_PREFIX = "ais-"
+VISIBLE_CHARS = 12
+
+
+def new_key() -> tuple[str, str, str]:
+    """A fresh key: (secret, visible prefix, sha256 hex)."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    return secret, secret[:VISIBLE_CHARS], hash_key(secret)
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of two secrets."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def key_from_headers(x_api_key: str | None, authorization: str | None) -> str | None:
+    """The client's key from `X-API-Key`, or else from `Authorization: Bearer`."""
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    key_id: int
+    user_id: int
+    user_name: str
+    key_prefix: str
+
+
+class KeyStore:
+    """Resolves keys to principals, caching hits (and misses) for a few seconds.
+
+    A revoked key or disabled user stops working within `ttl` seconds on every
+    instance; with `ttl=0` every request reads the database.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl: float) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def authenticate(self, secret: str | None) -> Principal:
+        """Raises `AuthenticationError` for a missing, unknown, revoked or disabled key."""
+        if not secret:
+            raise AuthenticationError(
+                "Missing API key: send it in the X-API-Key header or as a Bearer token."
+            )
+        digest = hash_key(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            principal = cached[1]
+        else:
+            principal = await self._lookup(digest)
+            if self._ttl > 0:
+                if len(self._cache) > 100_000:
+                    self._cache.clear()
+                self._cache[digest] = (now + self._ttl, principal)
+        if principal is None:
+            raise AuthenticationError("Invalid API key, or the key was revoked.")
+        return principal
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        stmt = (
+            select(ApiKey.id, ApiKey.prefix, ApiUser.id, ApiUser.name)
+            .join(ApiUser, ApiUser.id == ApiKey.user_id)
+            .where(
+                ApiKey.key_hash == digest,
+                ApiKey.revoked_at.is_(None),
+                ApiUser.disabled.is_(False),
+            )
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(stmt)).first()
+        if row is None:
+            return None
+        return Principal(key_id=row[0], key_prefix=row[1], user_id=row[2], user_name=row[3])

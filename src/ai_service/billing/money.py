@@ -1,0 +1,71 @@
+"""Exact money: integer nano-USD balances, integer micro-USD-per-1M prices.
+
+1 USD = 1_000_000_000 nano-USD. A price of "0.15" USD per 1M tokens is stored
+as 150_000 micro-USD per 1M tokens, which is also 150_000 pico-USD per token.
+Floats are refused everywhere; `Decimal` appears only at the edges (parsing
+what an operator typed, formatting for display).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+
+NANO_PER_USD = 1_000_000_000
+MICRO_PER_USD = 1_000_000
+PICO_PER_NANO = 1_000
+
+
+def _decimal(value: str | int | Decimal) -> Decimal:
+    if isinstance(value, float):  # guard for untyped callers
+        raise TypeError("money is never a float; pass a decimal string")
+    try:
+        result = Decimal(value)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal amount: {value!r}") from exc
+    if not result.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return result
+
+
+def usd_to_nano(value: str | int | Decimal) -> int:
+    """Parse a USD amount exactly into nano-USD; more than 9 decimals is an error."""
+    amount = _decimal(value) * NANO_PER_USD
+    if amount != amount.to_integral_value():
+        raise ValueError(f"{value!r} has more precision than 1e-9 USD")
+    return int(amount)
+
+
+def price_to_micro(value: str | int | Decimal) -> int:
+    """Parse a price in USD per 1M tokens into integer micro-USD per 1M tokens."""
+    amount = _decimal(value) * MICRO_PER_USD
+    if amount != amount.to_integral_value():
+        raise ValueError(f"price {value!r} has more precision than 1e-6 USD per 1M tokens")
+    if amount < 0:
+        raise ValueError("a price cannot be negative")
+    return int(amount)
+
+
+def nano_to_usd(nano: int) -> Decimal:
+    """nano-USD as an exact Decimal of USD."""
+    return Decimal(nano) / NANO_PER_USD
+
+
+def micro_to_usd(micro: int) -> Decimal:
+    return Decimal(micro) / MICRO_PER_USD
+
+
+def format_usd(nano: int, places: int = 6) -> str:
+    """A display string such as "$12.345678" (rounded down, never up)."""
+    quant = Decimal(1).scaleb(-places)
+    return f"${nano_to_usd(nano).quantize(quant, rounding=ROUND_DOWN)}"
+
+
+def usd_str(nano: int) -> str:
+    """The exact USD amount as a plain decimal string, for JSON."""
+    value = nano_to_usd(nano).normalize()
+    text = format(value, "f")
+    return text if "." in text else f"{text}.0"
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)

@@ -1,0 +1,313 @@
+"""The `ai-service` command: serve, and the operator's commands on users, keys, models, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ai_service.config import Settings, load_settings
+from ai_service.errors import ServiceError
+
+T = TypeVar("T")
+
+app = typer.Typer(help="ai-service: an OpenAI-compatible LLM gateway with prepaid balances.")
+users = typer.Typer(help="Users and their balances.")
+keys = typer.Typer(help="API keys.")
+models = typer.Typer(help="The model catalog and its prices.")
+db = typer.Typer(help="The database schema.")
+app.add_typer(users, name="users")
+app.add_typer(keys, name="keys")
+app.add_typer(models, name="models")
+app.add_typer(db, name="db")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def prepare_database(cfg: Settings) -> None:
+    """Migrate the schema to head and seed the catalog with the models it lacks."""
+    from ai_service.billing import catalog
+    from ai_service.storage.db import make_engine, session_factory, upgrade
+
+    upgrade(cfg.database_url)
+
+    async def _seed() -> int:
+        engine = make_engine(cfg.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return await catalog.seed(session)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_seed())
+
+
+def run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run one operator command in a session on the configured database."""
+    from ai_service.storage.db import make_engine, session_factory
+
+    cfg = settings()
+
+    async def _main() -> T:
+        engine = make_engine(cfg.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(_main())
+    except ServiceError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else text)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
+) -> None:
+    """Migrate the database if needed and serve the gateway."""
+    import uvicorn
+
+    from ai_service import logs
+
+    cfg = settings()
+    logs.configure(cfg.log_level, cfg.log_json)
+    if cfg.auto_migrate:
+        prepare_database(cfg)
+    count = workers or cfg.workers
+    options: dict[str, Any] = {
+        "host": host or cfg.host,
+        "port": port or cfg.port,
+        "log_level": cfg.log_level,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 30,
+    }
+    if count > 1:
+        uvicorn.run("ai_service.asgi:app", workers=count, factory=True, **options)
+    else:
+        from ai_service.app import create_app
+
+        uvicorn.run(create_app(cfg), **options)
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations and seed the catalog."""
+    prepare_database(settings())
+    typer.echo("database is at the latest revision")
+
+
+@users.command("create")
+def users_create(
+    name: str, balance: Annotated[str, typer.Option(help="opening balance in USD")] = "0"
+) -> None:
+    """Create a user with a first key; the key is printed on the last line."""
+    from ai_service.billing.money import usd_to_nano
+    from ai_service.services import accounts
+
+    amount = _usd(balance, usd_to_nano)
+    key = run(lambda s: accounts.create_user(s, name, amount))
+    typer.echo(f"created user {name} with ${balance}; key prefix {key.prefix}")
+    typer.echo(key.secret)
+
+
+def _usd(text: str, parse: Callable[[str], int]) -> int:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@users.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    from ai_service.services import accounts
+
+    rows = [accounts.user_view(u) for u in run(accounts.list_users)]
+    text = "\n".join(
+        f"{r['name']:<24} ${r['usd_available']:>16}{'  (disabled)' if r['disabled'] else ''}"
+        for r in rows
+    )
+    emit(rows, as_json, text or "no users")
+
+
+@users.command("show")
+def users_show(name: str, as_json: JsonOpt = False) -> None:
+    from ai_service.services import accounts, usage
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        user = await accounts.get_user(session, name)
+        view = accounts.user_view(user)
+        view["account"] = await usage.account(session, user.id)
+        view["keys"] = await accounts.list_keys(session, name)
+        return view
+
+    view = run(work)
+    text = (
+        f"{view['name']}: ${view['usd_available']} available, ${view['usd_reserved']} reserved, "
+        f"{len(view['keys'])} key(s){', disabled' if view['disabled'] else ''}"
+    )
+    emit(view, as_json, text)
+
+
+@users.command("topup")
+def users_topup(
+    name: str, amount: Annotated[str, typer.Option(help="USD to add")], note: str | None = None
+) -> None:
+    from ai_service.billing.money import usd_to_nano
+    from ai_service.services import accounts
+
+    nano = _usd(amount, usd_to_nano)
+    user = run(lambda s: accounts.topup(s, name, nano, note))
+    typer.echo(f"{name}: ${accounts.user_view(user)['usd_available']} available")
+
+
+@users.command("disable")
+def users_disable(name: str) -> None:
+    from ai_service.services import accounts
+
+    run(lambda s: accounts.set_disabled(s, name, True))
+    typer.echo(f"{name} disabled")
+
+
+@users.command("enable")
+def users_enable(name: str) -> None:
+    from ai_service.services import accounts
+
+    run(lambda s: accounts.set_disabled(s, name, False))
+    typer.echo(f"{name} enabled")
+
+
+@keys.command("create")
+def keys_create(user: str, name: str | None = None) -> None:
+    """Create another key for a user; the key is printed on the last line."""
+    from ai_service.services import accounts
+
+    key = run(lambda s: accounts.create_key(s, user, name))
+    typer.echo(f"created key {key.prefix} for {user}")
+    typer.echo(key.secret)
+
+
+@keys.command("revoke")
+def keys_revoke(prefix: str) -> None:
+    from ai_service.services import accounts
+
+    run(lambda s: accounts.revoke_key(s, prefix))
+    typer.echo(f"revoked {prefix}")
+
+
+@keys.command("list")
+def keys_list(user: str | None = None, as_json: JsonOpt = False) -> None:
+    from ai_service.services import accounts
+
+    rows = run(lambda s: accounts.list_keys(s, user))
+    text = "\n".join(
+        f"{r['prefix']}  {r['user']:<20} {'revoked' if r['revoked'] else 'active'}" for r in rows
+    )
+    emit(rows, as_json, text or "no keys")
+
+
+@models.command("list")
+def models_list(provider: str | None = None, as_json: JsonOpt = False) -> None:
+    from ai_service.services import catalog_admin
+
+    rows = run(lambda s: catalog_admin.list_models(s, provider))
+    text = "\n".join(
+        f"{r['provider']:<9} {r['model']:<44} -> {r['alias_of']}"
+        if r["alias_of"]
+        else f"{r['provider']:<9} {r['model']:<44} in ${r['input_per_million']:>8} "
+        f"out ${r['output_per_million']:>8} /1M"
+        for r in rows
+    )
+    emit(rows, as_json, text)
+
+
+@models.command("set-price")
+def models_set_price(
+    provider: str,
+    model: str,
+    input: Annotated[str, typer.Option("--input", help="USD per 1M input tokens")],
+    output: Annotated[str, typer.Option("--output", help="USD per 1M output tokens")],
+    cached_input: Annotated[str | None, typer.Option(help="USD per 1M cached input")] = None,
+    cache_write: Annotated[str | None, typer.Option(help="USD per 1M cache-write")] = None,
+    context_window: Annotated[int | None, typer.Option()] = None,
+    max_output: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Set (or add) a model's prices; `*` as MODEL sets the provider's default price."""
+    from ai_service.services import catalog_admin
+
+    try:
+        row = run(
+            lambda s: catalog_admin.set_price(
+                s,
+                provider,
+                model,
+                input=input,
+                output=output,
+                cached_input=cached_input,
+                cache_write=cache_write,
+                context_window=context_window,
+                max_output=max_output,
+            )
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{provider}/{model}: in ${row['input_per_million']} out ${row['output_per_million']} /1M"
+    )
+
+
+@models.command("alias")
+def models_alias(provider: str, alias: str, target: str) -> None:
+    """Map a requested model id to the id sent upstream."""
+    from ai_service.services import catalog_admin
+
+    run(lambda s: catalog_admin.set_alias(s, provider, alias, target))
+    typer.echo(f"{provider}: {alias} -> {target}")
+
+
+@app.command()
+def usage(
+    name: str,
+    limit: Annotated[int, typer.Option(help="rows to show")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """A user's request log, newest first."""
+    from ai_service.services import accounts, usage as usage_mod
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        user = await accounts.get_user(session, name)
+        return await usage_mod.requests_page(session, user_id=user.id, limit=limit)
+
+    page = run(work)
+    text = "\n".join(
+        f"{r['created_at']} {r['provider']}/{r['model']} {r['status']} "
+        f"{r['prompt_tokens']}+{r['completion_tokens']} tok ${r['cost_usd']}"
+        for r in page["data"]
+    )
+    emit(page["data"], as_json, text or "no requests")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

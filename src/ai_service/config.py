@@ -1,0 +1,147 @@
+"""Settings: environment variables prefixed `AI_SERVICE_`, an optional YAML file, defaults.
+
+Precedence: constructor arguments, then the environment, then the YAML file
+named by `AI_SERVICE_CONFIG`, then the defaults below. Provider credentials are
+read from the ecosystem's own variables (`OPENAI_API_KEY`, `ANTHROPIC_BASE_URL`,
+...). There is no module-level instance: the CLI builds one and passes it on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "admin", "password"})
+
+# path segment -> (key variable, base-URL variable, default base URL)
+PROVIDER_ENV: dict[str, tuple[str, str, str]] = {
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+    "claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    "mistral": ("MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"),
+    "llama": ("TOGETHER_API_KEY", "TOGETHER_BASE_URL", "https://api.together.xyz/v1"),
+    "deepseek": ("DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com"),
+}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway; see docs/operations.md for each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AI_SERVICE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    database_url: str = "sqlite:///ai-service.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    admin_key: SecretStr | None = None
+    instance_id: str | None = None
+
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("OPENAI_API_KEY", "AI_SERVICE_OPENAI_API_KEY")
+    )
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1",
+        validation_alias=_env("OPENAI_BASE_URL", "AI_SERVICE_OPENAI_BASE_URL"),
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("ANTHROPIC_API_KEY", "AI_SERVICE_ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com",
+        validation_alias=_env("ANTHROPIC_BASE_URL", "AI_SERVICE_ANTHROPIC_BASE_URL"),
+    )
+    mistral_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("MISTRAL_API_KEY", "AI_SERVICE_MISTRAL_API_KEY")
+    )
+    mistral_base_url: str = Field(
+        "https://api.mistral.ai/v1",
+        validation_alias=_env("MISTRAL_BASE_URL", "AI_SERVICE_MISTRAL_BASE_URL"),
+    )
+    together_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("TOGETHER_API_KEY", "AI_SERVICE_TOGETHER_API_KEY")
+    )
+    together_base_url: str = Field(
+        "https://api.together.xyz/v1",
+        validation_alias=_env("TOGETHER_BASE_URL", "AI_SERVICE_TOGETHER_BASE_URL"),
+    )
+    deepseek_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("DEEPSEEK_API_KEY", "AI_SERVICE_DEEPSEEK_API_KEY")
+    )
+    deepseek_base_url: str = Field(
+        "https://api.deepseek.com",
+        validation_alias=_env("DEEPSEEK_BASE_URL", "AI_SERVICE_DEEPSEEK_BASE_URL"),
+    )
+
+    # request limits
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_messages: int = 4096
+    # billing
+    min_output_tokens: int = 16
+    message_token_allowance: int = 8
+    image_token_allowance: int = 3000
+    # storage of request/response payloads, per payload
+    payload_max_bytes: int = 64 * 1024
+    # caches
+    key_cache_seconds: float = 5.0
+    catalog_refresh_seconds: float = 10.0
+    # upstream
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 600.0
+    stream_idle_timeout: float = 120.0
+    upstream_pool_size: int = 256
+    # operations
+    log_level: str = "info"
+    log_json: bool = True
+    auto_migrate: bool = True
+
+    @field_validator("admin_key")
+    @classmethod
+    def _reject_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+                raise ValueError("AI_SERVICE_ADMIN_KEY must be a random secret of 16+ characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("AI_SERVICE_CONFIG")
+        if path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    def provider_credentials(self, provider: str) -> tuple[str, str | None]:
+        """Base URL and API key (or None) for a provider path segment."""
+        prefix = {"claude": "anthropic", "llama": "together"}.get(provider, provider)
+        base_url: str = getattr(self, f"{prefix}_base_url")
+        key: SecretStr | None = getattr(self, f"{prefix}_api_key")
+        return base_url, key.get_secret_value() if key is not None else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (and YAML file), with overrides."""
+    return Settings(**overrides)

@@ -1,0 +1,152 @@
+"""The provider contract: neutral request, result, usage and stream-event types.
+
+An adapter is pure: it turns the client's OpenAI-shaped body into the upstream's
+HTTP request, the upstream's JSON answer into an OpenAI `chat.completion`, and
+the upstream's server-sent events into OpenAI `chat.completion.chunk` events.
+It never opens a connection; `ai_service.upstream` does the I/O for every
+adapter with the one shared HTTP client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ai_service.errors import ServiceError
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage normalized across providers.
+
+    `input_tokens` counts the uncached prompt tokens only; cache reads and cache
+    writes are counted apart so that each is priced at its own rate.
+    `output_tokens` includes `reasoning_tokens`.
+    """
+
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+    def to_openai(self) -> JsonObject:
+        """The OpenAI `usage` object, with the detail fields where they are non-zero."""
+        usage: JsonObject = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cache_read_tokens or self.cache_write_tokens:
+            details: JsonObject = {"cached_tokens": self.cache_read_tokens}
+            if self.cache_write_tokens:
+                details["cache_creation_tokens"] = self.cache_write_tokens
+            usage["prompt_tokens_details"] = details
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return usage
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A validated client request, ready for an adapter.
+
+    `body` is the client's OpenAI-shaped JSON object as received. `model` is the
+    resolved upstream model id and `max_output_tokens` the output limit the
+    gateway reserved for, which the adapter must send upstream in the
+    provider's own field.
+    """
+
+    body: JsonObject
+    model: str
+    stream: bool
+    max_output_tokens: int
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One HTTP POST to the provider."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A non-streamed answer: the OpenAI `chat.completion` object and its usage."""
+
+    completion: JsonObject
+    usage: Usage | None
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One normalized stream event.
+
+    `chunk` is an OpenAI `chat.completion.chunk` to forward (None for events
+    that carry nothing for the client, such as pings). `text` is the content
+    delta it carries (the top-level `content` of the dual chunk shape) and
+    `generated` counts the characters of generated output in it (content,
+    reasoning and tool-call arguments) for the estimate made when no usage
+    arrives. `usage` is set on the event that reports the final usage; a chunk
+    whose only purpose is usage has `usage_only` set.
+    """
+
+    chunk: JsonObject | None
+    text: str = ""
+    generated: int = 0
+    usage: Usage | None = None
+    usage_only: bool = False
+
+
+class StreamParser(Protocol):
+    """Turns upstream SSE events into normalized events; one per stream."""
+
+    def feed(self, event: str | None, data: str) -> list[StreamEvent]:
+        """Parse one SSE event (`event:` name, if any, and its `data:`).
+
+        Raises `ServiceError` when the upstream sends an error event.
+        """
+        ...
+
+    @property
+    def done(self) -> bool:
+        """True once the upstream has signalled the end of the stream."""
+        ...
+
+
+class Adapter(Protocol):
+    """What one provider must supply: request building and response parsing."""
+
+    name: str
+
+    def build_request(self, req: ChatRequest) -> UpstreamRequest: ...
+
+    def parse_response(self, data: JsonObject, req: ChatRequest) -> ChatResult: ...
+
+    def stream_parser(self, req: ChatRequest) -> StreamParser: ...
+
+    def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ServiceError: ...
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """Credentials and base URL of one provider, as the settings give them."""
+
+    name: str
+    base_url: str
+    api_key: str | None
+    key_variable: str
+    extra_headers: dict[str, str] = field(default_factory=dict)

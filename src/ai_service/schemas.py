@@ -1,0 +1,100 @@
+"""Validation of the client's Chat Completions body (DESIGN §4), kept light for the hot path.
+
+Only what the gateway relies on is checked (`model`, `messages`, roles,
+`stream`, the output limits); every other field is forwarded untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ai_service.errors import InvalidRequestError
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """Decode a JSON object body. Raises `InvalidRequestError`."""
+    if not raw:
+        raise InvalidRequestError("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc.msg}.") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return body
+
+
+def _int_field(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, int | None]:
+    """Check a chat body; returns (model, stream, client's output limit).
+
+    Raises `InvalidRequestError` naming the offending parameter.
+    """
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequestError(
+            "'model' is required and must be a non-empty string.", param="model"
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidRequestError("'messages' is required and must be an array.", param="messages")
+    if not messages:
+        raise InvalidRequestError("'messages' must contain at least one message.", param="messages")
+    if len(messages) > max_messages:
+        raise InvalidRequestError(
+            f"'messages' has {len(messages)} entries; at most {max_messages} are accepted.",
+            param="messages",
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequestError(
+                f"messages[{index}] must be an object.", param=f"messages[{index}]"
+            )
+        role = message.get("role")
+        if role not in ROLES:
+            raise InvalidRequestError(
+                f"messages[{index}].role must be one of system, developer, user, assistant, "
+                f"tool; got {orjson.dumps(role).decode()[:40]}.",
+                param=f"messages[{index}].role",
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise InvalidRequestError(
+                f"messages[{index}].content must be a string or an array of content parts.",
+                param=f"messages[{index}].content",
+            )
+        if content is None and role in ("user", "system", "developer"):
+            raise InvalidRequestError(
+                f"messages[{index}].content is required for role '{role}'.",
+                param=f"messages[{index}].content",
+            )
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequestError("'stream' must be a boolean.", param="stream")
+    limit = _int_field(body, "max_completion_tokens")
+    legacy = _int_field(body, "max_tokens")
+    if limit is None:
+        limit = legacy
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequestError("'stream_options' must be an object.", param="stream_options")
+    return model, stream, limit
+
+
+def include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True

@@ -1,0 +1,78 @@
+"""Runtime objects of one gateway process, built and closed in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ai_service.auth import KeyStore
+from ai_service.billing import catalog as catalog_mod
+from ai_service.billing.catalog import Catalog
+from ai_service.config import Settings
+from ai_service.providers.base import Adapter
+from ai_service.upstream import Upstream
+
+log = logging.getLogger("ai_service")
+
+
+class CatalogCache:
+    """The catalog snapshot, re-read from the database every few seconds."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], refresh: float) -> None:
+        self._sessions = sessions
+        self._refresh = refresh
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+        self.current = Catalog()
+
+    async def get(self) -> Catalog:
+        if time.monotonic() - self._loaded_at < self._refresh:
+            return self.current
+        async with self._lock:
+            if time.monotonic() - self._loaded_at >= self._refresh:
+                await self.reload()
+        return self.current
+
+    async def reload(self) -> None:
+        async with self._sessions() as session:
+            self.current = await catalog_mod.load(session)
+        self._loaded_at = time.monotonic()
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    keys: KeyStore
+    catalog: CatalogCache
+    upstream: Upstream
+    adapters: dict[str, Adapter]
+    instance_id: str
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coro` to completion even if its caller is cancelled; tracked for shutdown."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def drain(self, seconds: float = 30.0) -> None:
+        """Wait for tracked tasks (settlements) before the process exits."""
+        if self.tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -1,0 +1,184 @@
+"""The database tables (SQLAlchemy 2 typed ORM); names follow the service's platform.
+
+Money columns are integer nano-USD (1e-9 USD). Prices are integer micro-USD per
+1M tokens (equal to pico-USD per token), so every published price is exact.
+
+Balance bookkeeping on `api_users`:
+- `usd_available` is what new requests may reserve; it never goes below zero.
+- `usd_reserved` is held by requests in flight (rows of `api_requests` with
+  status `pending` and a non-zero `reserved`).
+- At every moment: usd_available + usd_reserved
+  = sum(top-ups) - sum(charges) over `api_transactions`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiUser(Base):
+    __tablename__ = "api_users"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    usd_available: Mapped[int] = mapped_column(BigInteger, default=0)
+    usd_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("api_users.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiModel(Base):
+    """One priced model of a provider; model_id `*` is the provider's default price."""
+
+    __tablename__ = "api_models"
+    __table_args__ = (UniqueConstraint("provider", "model_id"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(200))
+    input_price: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_input_price: Mapped[int | None] = mapped_column(BigInteger)
+    cache_write_price: Mapped[int | None] = mapped_column(BigInteger)
+    output_price: Mapped[int] = mapped_column(BigInteger, default=0)
+    context_window: Mapped[int] = mapped_column(Integer, default=0)
+    max_output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning: Mapped[bool] = mapped_column(Boolean, default=False)
+    price_checked_on: Mapped[dt.date | None] = mapped_column(Date)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ApiModelAlias(Base):
+    """A requested model id mapped to the id sent upstream (and priced)."""
+
+    __tablename__ = "api_model_aliases"
+    __table_args__ = (UniqueConstraint("provider", "alias"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    alias: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(200))
+
+
+class ApiRequest(Base):
+    """One row a request, written `pending` before the upstream call and settled after."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (
+        Index("ix_api_requests_user_created", "user_id", "id"),
+        Index("ix_api_requests_status_instance", "status", "instance_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("api_users.id"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    provider: Mapped[str] = mapped_column(String(32))
+    requested_model: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(200))
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_price: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    upstream_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiRequestData(Base):
+    """Request and response payloads of a request, for audit; size-capped, never a key."""
+
+    __tablename__ = "api_request_data"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_body: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiTransaction(Base):
+    """The ledger: one balanced transfer a row, from `debit_account` to `credit_account`.
+
+    Accounts are `user:<id>`, `funding` (where top-ups come from) and
+    `revenue` (where charges go). A transfer moves a positive `amount`, so every
+    row sums to zero across its two legs; `UNIQUE(request_id, kind)` makes a
+    request's charge idempotent.
+    """
+
+    __tablename__ = "api_transactions"
+    __table_args__ = (UniqueConstraint("request_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("api_users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    debit_account: Mapped[str] = mapped_column(String(64))
+    credit_account: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ApiInstance(Base):
+    """A running gateway process and its heartbeat; stale ones get their requests recovered."""
+
+    __tablename__ = "api_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

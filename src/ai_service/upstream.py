@@ -1,0 +1,164 @@
+"""HTTP I/O with the providers, for every adapter, over one shared aiohttp client.
+
+Transport failures are mapped here, at one boundary, to the gateway's errors:
+a refused or reset connection is a retryable `UpstreamError` (502), a timeout
+an `UpstreamTimeoutError` (504), a cut stream an `UpstreamError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from ai_service.errors import ServiceError, UpstreamError, UpstreamTimeoutError
+from ai_service.providers.base import Adapter, ChatRequest, ChatResult, StreamEvent, StreamParser
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    first_byte: float
+    stream_idle: float
+
+
+def make_client(pool_size: int, connect_timeout: float) -> aiohttp.ClientSession:
+    """The shared pooled client (call inside a running loop; close it in the lifespan)."""
+    connector = aiohttp.TCPConnector(
+        limit=pool_size, limit_per_host=pool_size, ttl_dns_cache=300, enable_cleanup_closed=True
+    )
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        json_serialize=lambda obj: orjson.dumps(obj).decode(),
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+def _transport_error(adapter: Adapter, exc: BaseException) -> ServiceError:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return UpstreamTimeoutError(f"The {adapter.name} provider did not answer in time.")
+    return UpstreamError(f"Could not reach the {adapter.name} provider.", retryable=True)
+
+
+class Upstream:
+    """Sends adapters' requests and reads their answers."""
+
+    def __init__(self, client: aiohttp.ClientSession, timeouts: Timeouts) -> None:
+        self.client = client
+        self.timeouts = timeouts
+
+    async def complete(self, adapter: Adapter, req: ChatRequest) -> ChatResult:
+        """A non-streamed answer. Raises `ServiceError` for any upstream failure."""
+        request = adapter.build_request(req)
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                async with self.client.post(
+                    request.url, data=request.body, headers=request.headers
+                ) as resp:
+                    body = await resp.read()
+                    status = resp.status
+                    headers = resp.headers
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _transport_error(adapter, exc) from exc
+        if status >= 400:
+            raise adapter.map_error(status, body, headers)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"The {adapter.name} provider sent an invalid answer.") from exc
+        if not isinstance(data, dict):
+            raise UpstreamError(f"The {adapter.name} provider sent an invalid answer.")
+        return adapter.parse_response(data, req)
+
+    async def open_stream(self, adapter: Adapter, req: ChatRequest) -> UpstreamStream:
+        """Send a streaming request and wait for a successful status line."""
+        request = adapter.build_request(req)
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                resp = await self.client.post(
+                    request.url, data=request.body, headers=request.headers
+                )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _transport_error(adapter, exc) from exc
+        if resp.status >= 400:
+            try:
+                async with asyncio.timeout(self.timeouts.stream_idle):
+                    body = await resp.read()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                body = b""
+            finally:
+                resp.release()
+            raise adapter.map_error(resp.status, body, resp.headers)
+        if not resp.content_type.startswith("text/event-stream"):
+            resp.close()
+            raise UpstreamError(f"The {adapter.name} provider did not answer with a stream.")
+        return UpstreamStream(adapter, resp, adapter.stream_parser(req), self.timeouts)
+
+
+class UpstreamStream:
+    """An open upstream event stream; iterate it for normalized events, then close it."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        resp: aiohttp.ClientResponse,
+        parser: StreamParser,
+        timeouts: Timeouts,
+    ) -> None:
+        self.adapter = adapter
+        self.resp = resp
+        self.parser = parser
+        self.timeouts = timeouts
+        self.opened = time.perf_counter()
+
+    def close(self) -> None:
+        """Drop the connection at once (the upstream sees the cancellation)."""
+        self.resp.close()
+
+    async def events(self) -> AsyncIterator[list[StreamEvent]]:
+        """Yield the events of each SSE message; raises when the stream fails or stalls."""
+        content = self.resp.content
+        idle = self.timeouts.stream_idle
+        event: str | None = None
+        data: list[str] = []
+        parser = self.parser
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    raw = await content.readline()
+            except TimeoutError as exc:
+                raise UpstreamTimeoutError(
+                    f"The {self.adapter.name} stream stalled for {idle:g} s."
+                ) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise UpstreamError(f"The {self.adapter.name} stream was cut.") from exc
+            if not raw:
+                if parser.done:
+                    return
+                raise UpstreamError(f"The {self.adapter.name} stream ended before it was done.")
+            line = raw.decode().rstrip("\r\n")
+            if line:
+                name, _, value = line.partition(":")
+                if value.startswith(" "):
+                    value = value[1:]
+                if name == "data":
+                    data.append(value)
+                elif name == "event":
+                    event = value
+                continue
+            if data:
+                events = parser.feed(event, "\n".join(data))
+                event, data = None, []
+                if events:
+                    yield events
+                if parser.done:
+                    return
+            else:
+                event = None
