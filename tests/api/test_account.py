@@ -1,0 +1,60 @@
+"""GET /ai/account and GET /ai/usage: a key holder sees only their own balance and log."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support.gateway import Gateway
+
+CHAT = "/ai/openai/chat/completions"
+BODY = {"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_account_shows_balance_and_spend(gateway: Gateway) -> None:
+    key = gateway.create_user("alice", "10")
+    for _ in range(2):
+        assert (
+            httpx.post(gateway.url + CHAT, headers={"X-API-Key": key}, json=BODY).status_code == 200
+        )
+    r = httpx.get(gateway.url + "/ai/account", headers={"X-API-Key": key})
+    assert r.status_code == 200
+    body = r.json()
+    spent = sum(row.cost for row in gateway.requests())
+    assert body["user"] == "alice"
+    assert body["nano_usd_available"] == 10_000_000_000 - spent
+    assert body["spend"]["total_usd"] == body["spend"]["today_usd"] == body["spend"]["month_usd"]
+    (model,) = body["models"]
+    assert (model["model"], model["requests"]) == ("gpt-5.4-mini", 2)
+
+
+def test_usage_is_paged_newest_first_and_private(gateway: Gateway) -> None:
+    alice = gateway.create_user("alice", "10")
+    bob = gateway.create_user("bob", "10")
+    for _ in range(5):
+        httpx.post(gateway.url + CHAT, headers={"X-API-Key": alice}, json=BODY)
+    httpx.post(gateway.url + CHAT, headers={"X-API-Key": bob}, json=BODY)
+
+    first = httpx.get(gateway.url + "/ai/usage?limit=3", headers={"X-API-Key": alice}).json()
+    assert len(first["data"]) == 3 and first["has_more"] is True
+    ids = [row["id"] for row in first["data"]]
+    assert ids == sorted(ids, reverse=True)
+    rest = httpx.get(
+        gateway.url + f"/ai/usage?limit=3&before={first['next_before']}",
+        headers={"X-API-Key": alice},
+    ).json()
+    assert len(rest["data"]) == 2 and rest["has_more"] is False
+    assert len({r["request_id"] for r in first["data"] + rest["data"]}) == 5
+    assert all(r["status"] == "ok" for r in first["data"] + rest["data"])
+    bobs = httpx.get(gateway.url + "/ai/usage", headers={"X-API-Key": bob}).json()
+    assert len(bobs["data"]) == 1
+
+
+def test_account_needs_a_key(gateway: Gateway) -> None:
+    assert httpx.get(gateway.url + "/ai/account").status_code == 401
+    r = httpx.get(gateway.url + "/ai/usage?limit=0", headers={"X-API-Key": "nope"})
+    assert r.status_code == 401
+
+
+def test_health_and_readiness(gateway: Gateway) -> None:
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(gateway.url + "/readyz").json()["database"] == "ok"

@@ -1,0 +1,201 @@
+"""A fake of Anthropic's Messages API (``POST /v1/messages``), base URL ``http://127.0.0.1:PORT``.
+
+Auth is ``x-api-key`` (or ``Authorization: Bearer``, which the current SDK
+sends) plus a required ``anthropic-version`` header. Answers are
+``{"id", "type": "message", "role", "model", "content": [...], "stop_reason",
+"stop_sequence", "usage": {input_tokens, output_tokens, cache_creation_input_tokens,
+cache_read_input_tokens}}``; streams are named SSE events: ``message_start``,
+``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``,
+``input_json_delta`` with ``partial_json``, ``thinking_delta``),
+``content_block_stop``, ``message_delta`` (stop reason and cumulative
+``usage.output_tokens``), ``message_stop``, or an ``error`` event. Errors are
+``{"type": "error", "error": {"type", "message"}, "request_id"}``, with 529
+``overloaded_error``. Rejections are in ``anthropic_rules.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from .anthropic_rules import check_body, invalid
+from .behaviours import Answer, ErrorReply
+from .server import FakeServer, Frame, dumps, sse
+from .tokens import Plan, make_plan, prompt_tokens, split_chunks
+
+# status -> (error type, default message)
+ERROR_TYPES: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    402: ("billing_error", "Your credit balance is too low to access the Anthropic API."),
+    403: ("permission_error", "Your API key does not have permission to use the resource."),
+    404: ("not_found_error", "Not found."),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of requests has exceeded your rate limit."),
+    500: ("api_error", "Internal server error"),
+    504: ("timeout_error", "Request timed out."),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+class FakeAnthropic(FakeServer):
+    """Anthropic Messages API; ``answer.reasoning`` becomes a ``thinking`` block."""
+
+    flavour = "anthropic"
+
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        *,
+        text: str | None = None,
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        super().__init__(api_key, text=text, delay=delay, host=host)
+        self._chunks = split_chunks(self.text)
+
+    def route(self, method: str, path: str) -> bool:
+        return method == "POST" and path == "/v1/messages"
+
+    def not_found(self, method: str, path: str) -> web.Response:
+        return self.error_response(ErrorReply(404, "Not Found"))
+
+    def authenticate(self, headers: dict[str, str]) -> web.Response | None:
+        # ``x-api-key`` is the documented header; the current official SDK sends the
+        # key as ``Authorization: Bearer``, so that is accepted too.
+        key = headers.get("x-api-key")
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        if key is None and scheme.lower() == "bearer" and bearer.strip():
+            if bearer.strip() != self.api_key:
+                return self.error_response(ErrorReply(401, "Invalid bearer token"))
+        elif not key:
+            return self.error_response(ErrorReply(401, "x-api-key header is required"))
+        elif key != self.api_key:
+            return self.error_response(ErrorReply(401, "invalid x-api-key"))
+        if "anthropic-version" not in headers:
+            return self.error_response(invalid("anthropic-version: header is required"))
+        return None
+
+    def validate(self, body: Any, headers: dict[str, str]) -> ErrorReply | None:
+        return check_body(body)
+
+    def error_json(self, error: ErrorReply) -> dict[str, Any]:
+        kind, message = ERROR_TYPES.get(error.status, ERROR_TYPES[500])
+        return {"type": error.type or kind, "message": error.message or message}
+
+    def error_response(self, error: ErrorReply) -> web.Response:
+        request_id = f"req_fake{self.next_id():016d}"
+        headers = {"request-id": request_id, **error.headers}
+        if error.retry_after is not None:
+            headers["retry-after"] = f"{error.retry_after:g}"
+        body = error.body
+        if body is None:
+            body = {"type": "error", "error": self.error_json(error), "request_id": request_id}
+        return web.Response(
+            status=error.status, body=dumps(body), content_type="application/json", headers=headers
+        )
+
+    def stream_error_frame(self, error: ErrorReply | None) -> bytes:
+        data = {"type": "error", "error": self.error_json(error or ErrorReply(529))}
+        return sse(data, event="error")
+
+    # ---- answers ---------------------------------------------------------------
+
+    def plan(self, body: dict[str, Any], answer: Answer) -> Plan:
+        return make_plan(
+            answer,
+            default_chunks=self._chunks,
+            default_reasoning=(),
+            prompt=prompt_tokens(body.get("messages"), body.get("system")),
+            limit=body["max_tokens"],
+            call_ids=(f"toolu_01Fake{self.next_id():012d}" for _ in answer.tool_calls),
+        )
+
+    def stop_reason(self, plan: Plan) -> str:
+        if plan.finish_reason is not None:
+            return plan.finish_reason
+        if plan.tool_calls:
+            return "tool_use"
+        return "max_tokens" if plan.truncated else "end_turn"
+
+    def usage_json(self, plan: Plan, output_tokens: int) -> dict[str, Any]:
+        return {
+            "input_tokens": plan.prompt_tokens,
+            "cache_creation_input_tokens": plan.cache_creation_tokens,
+            "cache_read_input_tokens": plan.cached_tokens,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+
+    def message_json(self, body: dict[str, Any], plan: Plan, content: list[Any]) -> dict[str, Any]:
+        return {
+            "id": f"msg_01Fake{self.next_id():016d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": self.usage_json(plan, plan.completion_tokens),
+        }
+
+    def answer_json(self, body: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        plan = self.plan(body, answer)
+        content: list[dict[str, Any]] = []
+        if plan.reasoning:
+            content.append(_thinking_block(plan.reasoning_text))
+        if plan.chunks:
+            content.append({"type": "text", "text": plan.text})
+        content.extend(_tool_block(call.id, call.name, call.arguments) for call in plan.tool_calls)
+        message = self.message_json(body, plan, content)
+        message["stop_reason"] = self.stop_reason(plan)
+        return message
+
+    def answer_frames(self, body: dict[str, Any], answer: Answer) -> Sequence[Frame]:
+        plan = self.plan(body, answer)
+        start = self.message_json(body, plan, [])
+        start["usage"] = self.usage_json(plan, 1)
+        frames: list[Frame] = [
+            (sse({"type": "message_start", "message": start}, "message_start"), False)
+        ]
+        blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        if plan.reasoning:
+            deltas = [{"type": "thinking_delta", "thinking": piece} for piece in plan.reasoning]
+            deltas.append({"type": "signature_delta", "signature": "fake-signature"})
+            blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
+        if plan.chunks:
+            deltas = [{"type": "text_delta", "text": piece} for piece in plan.chunks]
+            blocks.append(({"type": "text", "text": ""}, deltas))
+        for call in plan.tool_calls:
+            start_block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": f} for f in call.fragments]
+            blocks.append((start_block, deltas))
+        for index, (block, deltas) in enumerate(blocks):
+            event = {"type": "content_block_start", "index": index, "content_block": block}
+            frames.append((sse(event, "content_block_start"), False))
+            if index == 0:
+                frames.append((sse({"type": "ping"}, "ping"), False))
+            for delta in deltas:
+                event = {"type": "content_block_delta", "index": index, "delta": delta}
+                frames.append((sse(event, "content_block_delta"), True))
+            event = {"type": "content_block_stop", "index": index}
+            frames.append((sse(event, "content_block_stop"), False))
+        final = {
+            "type": "message_delta",
+            "delta": {"stop_reason": self.stop_reason(plan), "stop_sequence": None},
+            "usage": {"output_tokens": plan.completion_tokens},
+        }
+        frames.append((sse(final, "message_delta"), False))
+        frames.append((sse({"type": "message_stop"}, "message_stop"), False))
+        return frames
+
+
+def _thinking_block(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": text, "signature": "fake-signature"}
+
+
+def _tool_block(tool_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"type": "tool_use", "id": tool_id, "name": name, "input": json.loads(arguments)}

@@ -1,0 +1,376 @@
+"""The machinery every fake upstream shares: a real aiohttp server on loopback.
+
+``FakeServer`` runs an ``aiohttp.web`` app on ``127.0.0.1`` (ephemeral port) in
+a background thread with its own event loop, so sync tests (official SDKs) and
+async tests (any loop) can talk to it. It records every request, serves the
+queued behaviours (``behaviours.py``) in FIFO order and carries out the
+transport-level faults itself; subclasses (one per provider) only say how to
+authenticate, validate and render answers, errors and stream frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import orjson
+from aiohttp import web
+
+from .behaviours import (
+    Answer,
+    Behaviour,
+    ErrorReply,
+    Hang,
+    Malformed,
+    ResetConnection,
+    WrongContentType,
+)
+from .records import RecordedRequest
+
+# One frame of an SSE stream and whether it is a "delta chunk" (counted for
+# cut_after / error_after / chunk_delay and in RecordedRequest.chunks_sent).
+Frame = tuple[bytes, bool]
+
+_DEFAULT_ANSWER = Answer()
+
+
+def dumps(obj: object) -> bytes:
+    """Encode JSON compactly (the fakes' hot path)."""
+    return orjson.dumps(obj)
+
+
+def sse(data: object, event: str | None = None) -> bytes:
+    """Encode one server-sent event whose data is ``data`` as JSON."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + dumps(data) + b"\n\n"
+
+
+class FakeServer:
+    """Base of the fake providers; use as a context manager or ``start()``/``stop()``."""
+
+    flavour: ClassVar[str] = "fake"
+
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        *,
+        text: str | None = None,
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.api_key = api_key
+        self.text = text if text is not None else f"Hello from {self.flavour}!"
+        self.delay = delay
+        self.host = host
+        self.port: int | None = None
+        self.created = int(time.time())
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._records: list[RecordedRequest] = []
+        self._queue: deque[Behaviour] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # ---- lifecycle ---------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The provider base URL a gateway would be configured with."""
+        return self.origin
+
+    def start(self) -> Self:
+        """Start serving in a background thread; returns self. Raises if it cannot bind."""
+        if self._thread is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        ready: asyncio.Future[int] = loop.create_future()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self._serve(ready))
+            loop.run_forever()
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name=f"fake-{self.flavour}", daemon=True)
+        self._thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(_wait(ready), loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; hung handlers are cancelled. Safe to call twice."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        self._loop = self._thread = self._runner = None
+        self.port = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def _serve(self, ready: asyncio.Future[int]) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.2
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, 0)
+        await site.start()
+        self._runner = runner
+        server = site._server  # the bound asyncio server: the only way to learn port 0's number
+        assert server is not None
+        ready.set_result(server.sockets[0].getsockname()[1])
+
+    # ---- scripting and records ----------------------------------------------
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours for the next valid requests, oldest first."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    @property
+    def pending(self) -> int:
+        """How many queued behaviours are still unused."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        with self._lock:
+            if not self._records:
+                raise AssertionError(f"{type(self).__name__} received no request")
+            return self._records[-1]
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued behaviours."""
+        with self._lock:
+            self._records.clear()
+            self._queue.clear()
+
+    def _next(self) -> Behaviour:
+        with self._lock:
+            return self._queue.popleft() if self._queue else _DEFAULT_ANSWER
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    # ---- what a provider subclass supplies ----------------------------------
+
+    def route(self, method: str, path: str) -> bool:
+        """Whether ``method path`` is the provider's chat endpoint."""
+        raise NotImplementedError
+
+    def not_found(self, method: str, path: str) -> web.Response:
+        raise NotImplementedError
+
+    def authenticate(self, headers: dict[str, str]) -> web.Response | None:
+        """Return the provider's rejection, or None when the credentials are good."""
+        raise NotImplementedError
+
+    def validate(self, body: Any, headers: dict[str, str]) -> ErrorReply | None:
+        """Return the provider's rejection of this body, or None when it is accepted."""
+        raise NotImplementedError
+
+    def error_response(self, error: ErrorReply) -> web.Response:
+        raise NotImplementedError
+
+    def answer_json(self, body: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def answer_frames(self, body: dict[str, Any], answer: Answer) -> Sequence[Frame]:
+        raise NotImplementedError
+
+    def stream_error_frame(self, error: ErrorReply | None) -> bytes:
+        raise NotImplementedError
+
+    # ---- request handling ----------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            raw=raw,
+        )
+        with self._lock:
+            self._records.append(record)
+        try:
+            response = await self._handle(request, record)
+            if record.status is None and not record.cut:
+                record.status = response.status
+                record.completed = True
+            return response
+        except asyncio.CancelledError:
+            record.disconnected = not record.cut
+            raise
+        except ConnectionError:
+            record.disconnected = not record.cut
+            raise
+        finally:
+            record._done.set()
+
+    async def _handle(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        if not self.route(request.method, request.path):
+            return self.not_found(request.method, request.path)
+        denied = self.authenticate(record.headers)
+        if denied is not None:
+            return denied
+        if not isinstance(record.body, dict):
+            return self.error_response(
+                ErrorReply(400, "We could not parse the JSON body of your request.")
+            )
+        problem = self.validate(record.body, record.headers)
+        if problem is not None:
+            return self.error_response(problem)
+        behaviour = self._next()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        while isinstance(behaviour, Hang):
+            await asyncio.sleep(behaviour.seconds)
+            behaviour = behaviour.then or _DEFAULT_ANSWER
+        return await self._perform(request, record, behaviour)
+
+    async def _perform(
+        self, request: web.Request, record: RecordedRequest, behaviour: Behaviour
+    ) -> web.StreamResponse:
+        body: dict[str, Any] = record.body
+        streaming = body.get("stream") is True
+        if isinstance(behaviour, ErrorReply):
+            return self.error_response(behaviour)
+        if isinstance(behaviour, WrongContentType):
+            return web.Response(
+                status=behaviour.status,
+                text=behaviour.body,
+                headers={"Content-Type": behaviour.content_type},
+            )
+        if isinstance(behaviour, ResetConnection):
+            _reset(request, record)
+            return web.Response()
+        if isinstance(behaviour, Malformed):
+            if not streaming:
+                return web.Response(
+                    body=b'{"id": "broken", "choices": [{"message": ',
+                    content_type="application/json",
+                )
+            frames = self.answer_frames(body, _DEFAULT_ANSWER)
+            return await self._stream(request, record, frames, Answer(), broken=behaviour)
+        assert isinstance(behaviour, Answer)
+        if not streaming:
+            return web.Response(
+                body=dumps(self.answer_json(body, behaviour)), content_type="application/json"
+            )
+        frames = self.answer_frames(body, behaviour)
+        return await self._stream(request, record, frames, behaviour)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        frames: Sequence[Frame],
+        answer: Answer,
+        broken: Malformed | None = None,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        record.status = response.status
+        for _ in range(answer.keepalive):
+            await response.write(b": keep-alive\n\n")
+        last_delta = max((i for i, (_, is_delta) in enumerate(frames) if is_delta), default=-1)
+        deltas = 0
+        for index, (frame, is_delta) in enumerate([*frames, (b"", False)]):
+            if is_delta or index == last_delta + 1:
+                if _reached(deltas, answer.cut_after):
+                    _cut(request, record)
+                    return response
+                if _reached(deltas, answer.error_after):
+                    await response.write(self.stream_error_frame(answer.error))
+                    break
+                if broken is not None and deltas >= broken.after_chunks:
+                    await response.write(b'data: {"id": "broken", "choices": [{"delta": \n\n')
+                    break
+            if is_delta and answer.chunk_delay and deltas:
+                await asyncio.sleep(answer.chunk_delay)
+            if frame:
+                await response.write(frame)
+            if is_delta:
+                deltas += 1
+                record.chunks_sent = deltas
+        else:
+            record.completed = True
+        await response.write_eof()
+        return response
+
+
+def _reached(deltas: int, limit: int | None) -> bool:
+    return limit is not None and deltas >= limit
+
+
+async def _wait(future: asyncio.Future[int]) -> int:
+    return await future
+
+
+def _cut(request: web.Request, record: RecordedRequest) -> None:
+    """Close the connection mid-body: what was written arrives, the terminator never does."""
+    record.cut = True
+    if request.transport is not None:
+        request.transport.close()
+
+
+def _reset(request: web.Request, record: RecordedRequest) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0) before any response byte."""
+    record.cut = True
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

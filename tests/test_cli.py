@@ -1,0 +1,119 @@
+"""The operator's CLI against a real SQLite database, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str):
+    env = {**os.environ, "AI_SERVICE_DATABASE_URL": db_url}
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "ai_service", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run
+
+
+def test_users_keys_topup_and_usage(cli) -> None:
+    created = cli("users", "create", "carol", "--balance", "12.5")
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("ais-") and len(key) > 40
+
+    shown = orjson.loads(cli("users", "show", "carol", "--json").stdout)
+    assert shown["usd_available"] == "12.5"
+    assert shown["keys"][0]["prefix"] == key[:12]
+
+    cli("users", "topup", "carol", "--amount", "0.25")
+    shown = orjson.loads(cli("users", "show", "carol", "--json").stdout)
+    assert shown["usd_available"] == "12.75"
+
+    listed = orjson.loads(cli("users", "list", "--json").stdout)
+    assert [u["name"] for u in listed] == ["carol"]
+
+    second = cli("keys", "create", "carol").stdout.strip().splitlines()[-1]
+    assert second != key
+    cli("keys", "revoke", second[:12])
+    keys = orjson.loads(cli("keys", "list", "--user", "carol", "--json").stdout)
+    assert [k["revoked"] for k in keys] == [False, True]
+
+    cli("users", "disable", "carol")
+    assert orjson.loads(cli("users", "show", "carol", "--json").stdout)["disabled"] is True
+
+    assert orjson.loads(cli("usage", "carol", "--json").stdout) == []
+
+
+def test_models_list_and_set_price(cli) -> None:
+    rows = orjson.loads(cli("models", "list", "--provider", "openai", "--json").stdout)
+    ids = {r["model"] for r in rows}
+    for required in (
+        "gpt-5.4",
+        "gpt-5.4-mini",
+        "gpt-5.4-nano",
+        "gpt-5-mini",
+        "gpt-4o",
+        "gpt-4o-mini",
+    ):
+        assert required in ids
+    alias = next(r for r in rows if r["model"] == "gpt-4o" and r["alias_of"])
+    assert alias["alias_of"] == "gpt-5.4-mini"
+    priced = [r for r in rows if not r["alias_of"] and r["model"] != "*"]
+    assert all(r["price_checked_on"] for r in priced)
+
+    cli("models", "set-price", "openai", "gpt-5.4-mini", "--input", "1.25", "--output", "5")
+    rows = orjson.loads(cli("models", "list", "--provider", "openai", "--json").stdout)
+    mini = next(r for r in rows if r["model"] == "gpt-5.4-mini")
+    assert (mini["input_per_million"], mini["output_per_million"]) == ("1.25", "5")
+
+
+def test_errors_are_clear_and_nonzero(cli) -> None:
+    result = cli("users", "show", "nobody", ok=False)
+    assert result.returncode == 1
+    assert "No user named 'nobody'" in result.stderr
+    result = cli("users", "create", "dave", "--balance", "ten", ok=False)
+    assert result.returncode == 2
+    cli("users", "create", "erin")
+    result = cli("users", "create", "erin", ok=False)
+    assert "exists already" in result.stderr
+    result = cli("users", "topup", "erin", "--amount", "-1", ok=False)
+    assert result.returncode == 1
+
+
+def test_db_upgrade_on_an_empty_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    env = {**os.environ, "AI_SERVICE_DATABASE_URL": url}
+    result = subprocess.run(
+        [sys.executable, "-m", "ai_service", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "ai_service", "models", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    providers = {r["provider"] for r in orjson.loads(listed.stdout)}
+    assert providers == {"openai", "claude", "mistral", "llama", "deepseek"}
