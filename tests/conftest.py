@@ -56,6 +56,8 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "catalog_refresh_seconds": 0,
         "first_byte_timeout": 5,
         "stream_idle_timeout": 5,
+        "retry_base_delay": 0.01,
+        "retry_budget_seconds": 2,
     }
     values.update(overrides)
     return Settings(**values)

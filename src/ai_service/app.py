@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -9,15 +11,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from ai_service import __version__, providers
+from ai_service import __version__, instances, providers
 from ai_service.api.responses import json_response
 from ai_service.api.routes import account, chat, health, models
 from ai_service.auth import KeyStore
 from ai_service.config import Settings
-from ai_service.errors import ServiceError, to_openai_error
+from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
 from ai_service.middleware import RequestIdMiddleware
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import make_engine, session_factory
@@ -45,12 +48,27 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             adapters=providers.configured(settings),
             instance_id=settings.instance_id or uuid.uuid4().hex[:16],
         )
-        await state.catalog.reload()
+        try:
+            await state.catalog.reload()
+        except (SQLAlchemyError, OSError):
+            log.warning("database unreachable at startup; serving 503 until it answers")
         app.state.ai = state
+        alive = asyncio.ensure_future(
+            instances.keep_alive(
+                engine,
+                state.instance_id,
+                settings.heartbeat_seconds,
+                settings.instance_lease_seconds,
+            )
+        )
         try:
             yield
         finally:
             await state.drain()
+            alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SQLAlchemyError, OSError):
+                await alive
+                await instances.leave(engine, state.instance_id)
             await client.close()
             await engine.dispose()
 
@@ -77,6 +95,12 @@ async def validation_error(_request: Request, exc: Exception) -> Response:
     return json_response(to_openai_error(message, "invalid_request_error", location or None), 400)
 
 
+async def database_error(_request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    error = ServiceUnavailableError("The gateway's database is unavailable; retry shortly.")
+    return json_response(error.body(), error.status, {"Retry-After": "2"})
+
+
 async def unexpected_error(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     body = to_openai_error("The gateway failed to handle the request.", "server_error")
@@ -96,6 +120,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(SQLAlchemyError, database_error)
+    app.add_exception_handler(OSError, database_error)
     app.add_exception_handler(Exception, unexpected_error)
     for module in (chat, models, account, health):
         app.include_router(module.router)

@@ -105,10 +105,37 @@ class Settings(BaseSettings):
     first_byte_timeout: float = 600.0
     stream_idle_timeout: float = 120.0
     upstream_pool_size: int = 256
+    # retries: extra attempts on connect errors, 429 and 5xx, before any byte reached the client
+    retry_attempts: int = 2
+    retry_base_delay: float = 0.25
+    retry_max_delay: float = 4.0
+    retry_budget_seconds: float = 30.0
+    # fallback chains: "provider:model" -> ["provider:model", ...]; a bare model id means
+    # the same provider
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=lambda: {"openai:gpt-5.4-nano": ["openai:gpt-5.4-mini"]}
+    )
+    # idempotency keys are kept this long
+    idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_max_bytes: int = 4 * 1024 * 1024
+    # instance liveness: heartbeat period and the lease after which another instance
+    # releases the reservations of a silent one
+    heartbeat_seconds: float = 5.0
+    instance_lease_seconds: float = 30.0
+    # how long a finished request may wait for its settlement while the database is down
+    settle_retry_seconds: float = 30.0
     # operations
     log_level: str = "info"
     log_json: bool = True
     auto_migrate: bool = True
+    # rate limits (ratelimit.py): per-user defaults for users whose own limit is NULL
+    # (None = unlimited); Redis shares the counters across instances when its URL is set
+    default_rpm: int | None = Field(None, ge=0)
+    default_tpm: int | None = Field(None, ge=0)
+    redis_url: SecretStr | None = None
+    rate_limit_prefix: str = "ai-service:rl:"
+    rate_limit_redis_timeout: float = Field(0.25, gt=0)
+    rate_limit_redis_retry_seconds: float = Field(5.0, ge=0)
 
     @field_validator("admin_key")
     @classmethod

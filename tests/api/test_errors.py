@@ -164,13 +164,15 @@ def test_upstream_500_is_502_logged_as_error_and_free(
 ) -> None:
     key = gateway.create_user("alice", "10")
     before = gateway.balance("alice")
-    openai_upstream.enqueue(ErrorReply(500, message="secret internal detail"))
+    # the first try and both retries fail
+    openai_upstream.enqueue(*[ErrorReply(500, message="secret internal detail")] * 3)
     r = httpx.post(gateway.url + CHAT, headers={"X-API-Key": key}, json={**GOOD, "stream": stream})
     error = assert_openai_error(r, 502)
     assert "secret internal detail" not in error["message"]
     gateway.wait_settled()
     (row,) = gateway.requests()
-    assert (row.status, row.http_status, row.cost) == ("error", 502, 0)
+    assert (row.status, row.http_status, row.cost, row.attempts) == ("error", 502, 0, 3)
+    assert len(openai_upstream.requests) == 3
     assert gateway.balance("alice") == before
     assert gateway.reconcile() == []
 
@@ -217,7 +219,7 @@ def test_upstream_faults_map_to_gateway_errors_and_cost_nothing(
     )
     key = gw.create_user("alice", "10")
     before = gw.balance("alice")
-    openai_upstream.enqueue(behaviour)  # type: ignore[arg-type]
+    openai_upstream.enqueue(*[behaviour] * 3)  # type: ignore[list-item]
     r = httpx.post(gw.url + CHAT, headers={"X-API-Key": key}, json=GOOD, timeout=20)
     assert_openai_error(r, status)
     (row,) = gw.requests()

@@ -20,6 +20,7 @@ charge has `UNIQUE(request_id, kind)`, so no request is ever charged twice.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -60,6 +61,8 @@ class Settlement:
     reasoning_tokens: int = 0
     usage_estimated: bool = False
     model: str | None = None
+    provider: str | None = None
+    attempt_log: str | None = None
     error: str | None = None
     duration_ms: int | None = None
     upstream_latency_ms: int | None = None
@@ -106,15 +109,27 @@ async def open_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(REQUESTS.insert().values(status="pending", created_at=utcnow(), **values))
 
 
+Hook = Callable[[AsyncConnection], Awaitable[None]]
+
+
 async def settle(
-    engine: AsyncEngine, request_id: str, user_id: int, reserved: int, s: Settlement
+    engine: AsyncEngine,
+    request_id: str,
+    user_id: int,
+    reserved: int,
+    s: Settlement,
+    also: Hook | None = None,
 ) -> bool:
     """Release the reservation, charge the cost, finish the row; False if already settled.
 
     The charge is capped at the reservation (the worst case the client was
-    admitted for), so the balance never goes below zero.
+    admitted for), so the balance never goes below zero. `also` runs inside the
+    same transaction (e.g. storing an idempotent answer).
     """
     charge = min(s.cost, reserved)
+    values: dict[str, Any] = {"attempt_log": s.attempt_log}
+    if s.provider is not None:
+        values["provider"] = s.provider
     async with engine.begin() as conn:
         done = await conn.execute(
             update(REQUESTS)
@@ -136,6 +151,7 @@ async def settle(
                 ttft_ms=s.ttft_ms,
                 attempts=s.attempts,
                 finished_at=utcnow(),
+                **values,
             )
         )
         if done.rowcount != 1:
@@ -162,6 +178,8 @@ async def settle(
                 )
             )
         await _store_payloads(conn, request_id, s)
+        if also is not None:
+            await also(conn)
     return True
 
 

@@ -9,7 +9,8 @@ from ai_service.api.deps import get_state, request_id
 from ai_service.auth import key_from_headers
 from ai_service.errors import NotFoundError, PayloadTooLargeError
 from ai_service.providers import PATHS
-from ai_service.services.chat import Call, chat, refuse
+from ai_service.services.call import Call, refuse
+from ai_service.services.chat import chat
 
 router = APIRouter()
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-27 13:33:25.701719
+Create Date: 2026-11-27 13:39:11.962564
 """
 
 from __future__ import annotations
@@ -98,6 +98,29 @@ def upgrade() -> None:
         sa.UniqueConstraint("name"),
     )
     op.create_table(
+        "api_idempotency",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("body_hash", sa.String(length=64), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("stream", sa.Boolean(), nullable=False),
+        sa.Column("response", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["api_users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("user_id", "key"),
+    )
+    op.create_table(
         "api_keys",
         sa.Column(
             "id",
@@ -189,6 +212,7 @@ def upgrade() -> None:
         sa.Column("upstream_latency_ms", sa.Integer(), nullable=True),
         sa.Column("ttft_ms", sa.Integer(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("attempt_log", sa.Text(), nullable=True),
         sa.Column("instance_id", sa.String(length=64), nullable=True),
         sa.Column(
             "created_at",
@@ -232,6 +256,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_api_keys_user_id"))
 
     op.drop_table("api_keys")
+    op.drop_table("api_idempotency")
     op.drop_table("api_users")
     op.drop_table("api_request_data")
     op.drop_table("api_models")

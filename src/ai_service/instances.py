@@ -1,0 +1,122 @@
+"""Instance liveness and recovery of the reservations of instances that died.
+
+Every gateway process writes a heartbeat to `api_instances`. A request's
+`pending` row carries the id of the instance serving it. When an instance has
+not written a heartbeat for the lease (`instance_lease_seconds`, several
+heartbeat periods), any other instance releases the reservations of its
+pending rows and marks them `error` at cost 0: the client of a request whose
+gateway died got no complete answer, so it is not charged. An instance that is
+alive keeps its heartbeat fresh, so its requests are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import cast
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ai_service.billing.ledger import REQUESTS, USERS, utcnow
+from ai_service.storage.models import ApiIdempotency, ApiInstance
+
+log = logging.getLogger("ai_service.instances")
+
+INSTANCES = cast(Table, ApiInstance.__table__)
+IDEMPOTENCY = cast(Table, ApiIdempotency.__table__)
+ABANDONED = "The gateway instance serving this request stopped before it finished."
+
+
+async def heartbeat(engine: AsyncEngine, instance_id: str) -> None:
+    now = utcnow()
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(INSTANCES).where(INSTANCES.c.id == instance_id).values(heartbeat_at=now)
+        )
+        if result.rowcount == 0:
+            await conn.execute(
+                INSTANCES.insert().values(id=instance_id, started_at=now, heartbeat_at=now)
+            )
+
+
+async def leave(engine: AsyncEngine, instance_id: str) -> None:
+    """Remove this instance's heartbeat at a clean shutdown (after its requests settled)."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(INSTANCES).where(INSTANCES.c.id == instance_id))
+
+
+async def recover(engine: AsyncEngine, instance_id: str, lease_seconds: float) -> int:
+    """Release the pending requests of silent instances; returns how many were released."""
+    cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)
+    async with engine.connect() as conn:
+        alive = {
+            row[0]
+            for row in await conn.execute(
+                select(INSTANCES.c.id).where(INSTANCES.c.heartbeat_at >= cutoff)
+            )
+        }
+        alive.add(instance_id)
+        pending = (
+            await conn.execute(
+                select(
+                    REQUESTS.c.id,
+                    REQUESTS.c.request_id,
+                    REQUESTS.c.user_id,
+                    REQUESTS.c.reserved,
+                    REQUESTS.c.instance_id,
+                ).where(REQUESTS.c.status == "pending", REQUESTS.c.created_at < cutoff)
+            )
+        ).all()
+    released = 0
+    for row_id, request_id, user_id, reserved, owner in pending:
+        if owner in alive:
+            continue
+        async with engine.begin() as conn:
+            done = await conn.execute(
+                update(REQUESTS)
+                .where(REQUESTS.c.id == row_id, REQUESTS.c.status == "pending")
+                .values(
+                    status="error", http_status=500, error=ABANDONED, cost=0, finished_at=utcnow()
+                )
+            )
+            if done.rowcount != 1:
+                continue
+            await conn.execute(
+                update(USERS)
+                .where(USERS.c.id == user_id)
+                .values(
+                    usd_reserved=USERS.c.usd_reserved - reserved,
+                    usd_available=USERS.c.usd_available + reserved,
+                )
+            )
+            await conn.execute(
+                delete(IDEMPOTENCY).where(
+                    IDEMPOTENCY.c.request_id == request_id, IDEMPOTENCY.c.status == "pending"
+                )
+            )
+        released += 1
+    if released:
+        async with engine.begin() as conn:
+            await conn.execute(
+                delete(INSTANCES).where(
+                    INSTANCES.c.heartbeat_at < cutoff, INSTANCES.c.id != instance_id
+                )
+            )
+        log.warning("released reservations of stopped instances", extra={"count": released})
+    return released
+
+
+async def keep_alive(
+    engine: AsyncEngine, instance_id: str, period: float, lease_seconds: float
+) -> None:
+    """Heartbeat every `period` seconds and recover silent instances; runs until cancelled."""
+    while True:
+        try:
+            await heartbeat(engine, instance_id)
+            await recover(engine, instance_id, lease_seconds)
+        except (SQLAlchemyError, OSError):
+            log.warning("heartbeat failed: database unreachable")
+        await asyncio.sleep(period)

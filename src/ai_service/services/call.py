@@ -1,0 +1,174 @@
+"""The state of one request while it runs, its log row, and its settlement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from ai_service.auth import Principal
+from ai_service.billing import ledger
+from ai_service.billing.catalog import Resolved
+from ai_service.billing.estimate import estimate_output_tokens
+from ai_service.billing.money import ceil_div
+from ai_service.errors import ServiceError
+from ai_service.providers.base import Usage
+from ai_service.services import idempotency
+from ai_service.services.routing import Attempts, Target
+from ai_service.state import AppState
+
+log = logging.getLogger("ai_service.request")
+
+
+def redact(raw: bytes, secret: str) -> str:
+    """The request body as text, without the caller's key should it appear in it."""
+    text = raw.decode("utf-8", errors="replace")
+    return text.replace(secret, "[redacted]") if secret in text else text
+
+
+@dataclass(slots=True)
+class Call:
+    """What the gateway knows about one request while it runs."""
+
+    state: AppState
+    principal: Principal
+    provider: str
+    request_id: str
+    started: float
+    request_text: str
+    resolved: Resolved | None = None
+    reserved: int = 0
+    prompt_bound: int = 0
+    stream: bool = False
+    claim: idempotency.Claim | None = None
+    attempts: Attempts | None = None
+
+    @classmethod
+    def start(
+        cls, state: AppState, principal: Principal, provider: str, request_id: str, text: str = ""
+    ) -> Call:
+        return cls(state, principal, provider, request_id, time.perf_counter(), text)
+
+    def serve(self, target: Target, attempts: Attempts) -> None:
+        """Record which target answered: its provider, model and price apply from now on."""
+        self.provider = target.provider
+        self.resolved = target.resolved
+        self.attempts = attempts
+
+    def row(self) -> dict[str, Any]:
+        resolved = self.resolved
+        return {
+            "request_id": self.request_id,
+            "user_id": self.principal.user_id,
+            "key_id": self.principal.key_id,
+            "provider": self.provider,
+            "requested_model": resolved.requested if resolved else None,
+            "model": resolved.model if resolved else None,
+            "stream": self.stream,
+            "default_price": resolved.default_price if resolved else False,
+            "instance_id": self.state.instance_id,
+        }
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def cap(self, text: str) -> tuple[str, bool]:
+        limit = self.state.settings.payload_max_bytes
+        if len(text) <= limit:
+            return text, False
+        return text[:limit], True
+
+    def estimated_usage(self, generated_chars: int) -> Usage:
+        """A flagged estimate for an answer whose usage never arrived."""
+        return Usage(
+            input_tokens=ceil_div(self.prompt_bound, 4),
+            output_tokens=estimate_output_tokens(generated_chars),
+        )
+
+    async def settle(self, s: ledger.Settlement, answer: bytes | None = None) -> None:
+        """Settle once, in a task of its own so a cancelled caller cannot interrupt it.
+
+        While the database is unreachable the settlement is retried until it
+        succeeds; the caller waits for it at most `settle_retry_seconds` and then
+        goes on (the reservation already covers the charge, which lands once the
+        database is back).
+        """
+        s.duration_ms = self.elapsed_ms()
+        if self.resolved is not None:
+            s.model = s.model or self.resolved.model
+        s.provider = self.provider
+        if self.attempts is not None:
+            s.attempts, s.attempt_log = len(self.attempts), self.attempts.text()
+        if s.request_body is None:
+            s.request_body, s.truncated = self.cap(self.request_text)
+        claim = self.claim
+        stored = answer if s.status == "ok" else None
+
+        async def also(conn: Any) -> None:
+            if claim is not None:
+                await idempotency.complete(conn, claim, stored)
+
+        task = self.state.spawn(self._settle(s, also))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.state.settings.settle_retry_seconds)
+        except TimeoutError:
+            log.error("settlement delayed", extra={"request_id": self.request_id})
+        log.info(
+            "request settled",
+            extra={
+                "request_id": self.request_id,
+                "provider": self.provider,
+                "model": s.model,
+                "status": s.status,
+                "http_status": s.http_status,
+                "cost_nano": s.cost,
+                "duration_ms": s.duration_ms,
+            },
+        )
+
+    async def _settle(self, s: ledger.Settlement, also: ledger.Hook) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await ledger.settle(
+                    self.state.engine,
+                    self.request_id,
+                    self.principal.user_id,
+                    self.reserved,
+                    s,
+                    also,
+                )
+                return
+            except (DBAPIError, OSError):
+                log.warning("settlement failed, retrying", extra={"request_id": self.request_id})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+async def refuse(call: Call, exc: ServiceError) -> ServiceError:
+    """Log a request refused before any reservation (cost 0) and return the error to raise."""
+    text, truncated = call.cap(call.request_text)
+    try:
+        await ledger.log_unreserved(
+            call.state.engine,
+            call.row(),
+            ledger.Settlement(
+                status="error",
+                http_status=exc.status,
+                error=exc.message,
+                duration_ms=call.elapsed_ms(),
+                request_body=text,
+                truncated=truncated,
+            ),
+        )
+    except (DBAPIError, OSError):
+        log.warning("could not log a refused request", extra={"request_id": call.request_id})
+    log.info(
+        "request refused",
+        extra={"request_id": call.request_id, "status": exc.status, "provider": call.provider},
+    )
+    return exc

@@ -1,0 +1,149 @@
+"""Fallback chains and the retry loop: which upstream serves a request, tried how often.
+
+Retries (exponential backoff with full jitter, honouring `Retry-After`) happen
+only on retryable failures (connect errors, 429, 5xx, 529) and only before any
+byte reached the client; when a model's retries are spent, the next model of
+its fallback chain is tried. The client's own mistakes (an upstream 4xx) end
+the request at once. Every attempt is recorded for the request's log row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from ai_service.billing.catalog import Catalog, Resolved
+from ai_service.billing.pricing import affordable_output, worst_case
+from ai_service.config import Settings
+from ai_service.errors import ServiceError, UpstreamStatusError, UpstreamUnavailableError
+from ai_service.providers.base import ChatRequest, ChatResult, JsonObject
+from ai_service.state import AppState
+from ai_service.upstream import UpstreamStream
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One model of a chain, on one provider."""
+
+    provider: str
+    resolved: Resolved
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.resolved.model}"
+
+
+def parse_target(spec: str, default_provider: str) -> tuple[str, str]:
+    provider, sep, model = spec.partition(":")
+    if not sep or "/" in provider:
+        return default_provider, spec
+    return provider, model
+
+
+def chain_for(settings: Settings, catalog: Catalog, first: Target) -> list[Target]:
+    """The first target followed by its configured fallbacks (each once)."""
+    chain = [first]
+    seen = {first.label}
+    fallbacks = settings.fallbacks.get(first.label) or settings.fallbacks.get(
+        first.resolved.requested, []
+    )
+    for spec in fallbacks:
+        provider, model = parse_target(spec, first.provider)
+        target = Target(provider, catalog.resolve(provider, model))
+        if target.label not in seen:
+            chain.append(target)
+            seen.add(target.label)
+    return chain
+
+
+@dataclass(slots=True)
+class Plan:
+    """The output limit and the worst case to reserve for a chain."""
+
+    chain: list[Target]
+    prompt_tokens: int
+    client_limit: int | None
+    limit: int = 0
+
+    def limit_for(self, target: Target) -> int:
+        if self.client_limit is not None:
+            return self.limit
+        return min(self.limit, target.resolved.price.max_output)
+
+    def worst_case(self) -> int:
+        """The dearest model of the chain sets the reservation."""
+        return max(
+            worst_case(self.prompt_tokens, self.limit_for(t), t.resolved.price) for t in self.chain
+        )
+
+    def affordable(self, balance: int) -> int:
+        return min(
+            affordable_output(balance, self.prompt_tokens, t.resolved.price) for t in self.chain
+        )
+
+
+@dataclass(slots=True)
+class Attempts:
+    """What was tried, in order, for the log row."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def record(self, target: Target, outcome: str) -> None:
+        self.lines.append(f"{target.label} -> {outcome}")
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def text(self) -> str | None:
+        return "\n".join(self.lines) if self.lines else None
+
+
+def backoff(settings: Settings, attempt: int, retry_after: float | None) -> float:
+    delay = random.uniform(0, min(settings.retry_max_delay, settings.retry_base_delay * 2**attempt))  # noqa: S311  # jitter, not crypto
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+async def send(
+    state: AppState, plan: Plan, body: JsonObject, stream: bool, attempts: Attempts
+) -> tuple[Target, ChatResult | UpstreamStream]:
+    """Try the chain until one target answers. Raises the last `ServiceError`."""
+    settings = state.settings
+    deadline = time.monotonic() + settings.retry_budget_seconds
+    last: ServiceError | None = None
+    for target in plan.chain:
+        adapter = state.adapters.get(target.provider)
+        if adapter is None:
+            last = UpstreamUnavailableError(f"The {target.provider} provider is not configured.")
+            attempts.record(target, "not configured")
+            continue
+        req = ChatRequest(body, target.resolved.model, stream, plan.limit_for(target))
+        for attempt in range(settings.retry_attempts + 1):
+            try:
+                if stream:
+                    result: ChatResult | UpstreamStream = await state.upstream.open_stream(
+                        adapter, req
+                    )
+                else:
+                    result = await state.upstream.complete(adapter, req)
+            except ServiceError as exc:
+                attempts.record(target, f"{exc.status} {exc.message}")
+                last = exc
+                if isinstance(exc, UpstreamStatusError):
+                    raise
+                if not exc.retryable or attempt == settings.retry_attempts:
+                    break
+                delay = backoff(settings, attempt, exc.retry_after)
+                if time.monotonic() + delay > deadline:
+                    break
+                await asyncio.sleep(delay)
+                continue
+            attempts.record(target, "ok")
+            return target, result
+        if last is not None and not last.retryable:
+            raise last
+    assert last is not None
+    raise last
