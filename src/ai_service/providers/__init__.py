@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ai_service.config import PROVIDER_ENV, Settings
+from ai_service.providers.anthropic import AnthropicAdapter
 from ai_service.providers.base import Adapter, ProviderConfig
 from ai_service.providers.deepseek import DeepSeekAdapter
 from ai_service.providers.mistral import MistralAdapter
@@ -13,6 +14,7 @@ from ai_service.providers.together import TogetherAdapter
 
 REGISTRY: dict[str, Callable[[ProviderConfig], Adapter]] = {
     "openai": OpenAIAdapter,
+    "claude": AnthropicAdapter,
     "mistral": MistralAdapter,
     "llama": TogetherAdapter,
     "deepseek": DeepSeekAdapter,

@@ -10,9 +10,10 @@ The mapping follows DESIGN §9:
     413 request_too_large      -> UpstreamStatusError 413
     other 4xx                  -> UpstreamStatusError with the upstream's status
     429 rate_limit_error       -> RateLimitError 429, Retry-After from `retry-after`, retryable
-    500 api_error (other 5xx)  -> UpstreamError 502, retryable
+    500 api_error, 502         -> UpstreamError 502, retryable
     503, 529 overloaded_error  -> UpstreamUnavailableError 503, retryable
     504                        -> UpstreamTimeoutError 504, retryable
+    other statuses             -> UpstreamError 502, not retried
 
 A 4xx message is the provider's comment on the client's own request, so it is
 passed on (prefixed with "claude: "); a 5xx message never quotes the upstream
@@ -88,7 +89,7 @@ def map_error(
         return UpstreamTimeoutError(PREFIX + "the provider timed out", retryable=True)
     return UpstreamError(
         f"{PREFIX}the provider failed with HTTP {status}",
-        retryable=status >= 500,
+        retryable=status in (500, 502),
     )
 
 
