@@ -11,19 +11,33 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from ai_service import __version__, instances, providers
 from ai_service.api.responses import json_response
-from ai_service.api.routes import account, chat, health, models
+from ai_service.api.routes import (
+    account,
+    admin,
+    admin_catalog,
+    admin_usage,
+    chat,
+    dashboard,
+    dashboard_log,
+    dashboard_users,
+    health,
+    models,
+)
+from ai_service.api.web import make_templates
 from ai_service.auth import KeyStore
+from ai_service.billing.fastledger import make_ledger
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
+from ai_service.metrics import MetricsMiddleware
 from ai_service.middleware import RequestIdMiddleware
 from ai_service.state import AppState, CatalogCache
-from ai_service.storage.db import make_engine, session_factory
+from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
 
 log = logging.getLogger("ai_service")
@@ -32,7 +46,7 @@ log = logging.getLogger("ai_service")
 def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastAPI's lifespan type
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         sessions = session_factory(engine)
         client = make_client(settings.upstream_pool_size, settings.connect_timeout)
         timeouts = Timeouts(
@@ -47,10 +61,11 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             upstream=Upstream(client, timeouts),
             adapters=providers.configured(settings),
             instance_id=settings.instance_id or uuid.uuid4().hex[:16],
+            ledger=await make_ledger(engine, settings.database_pool_size),
         )
         try:
             await state.catalog.reload()
-        except (SQLAlchemyError, OSError):
+        except DB_ERRORS:
             log.warning("database unreachable at startup; serving 503 until it answers")
         app.state.ai = state
         alive = asyncio.ensure_future(
@@ -66,10 +81,11 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         finally:
             await state.drain()
             alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SQLAlchemyError, OSError):
+            with contextlib.suppress(asyncio.CancelledError, *DB_ERRORS):
                 await alive
                 await instances.leave(engine, state.instance_id)
             await client.close()
+            await state.ledger.close()
             await engine.dispose()
 
     return lifespan
@@ -120,10 +136,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(SQLAlchemyError, database_error)
-    app.add_exception_handler(OSError, database_error)
+    for kind in DB_ERRORS:
+        app.add_exception_handler(kind, database_error)
     app.add_exception_handler(Exception, unexpected_error)
-    for module in (chat, models, account, health):
+    # the admin API and dashboard first: `/ai/admin/models` is not a provider's model list
+    admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
+    for module in (*admin_routes, chat, models, account, health):
         app.include_router(module.router)
+    static = StaticFiles(packages=[("ai_service", "static")])
+    app.mount("/ai/admin/static", static, name="admin-static")
+    app.state.templates = make_templates()
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

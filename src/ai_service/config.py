@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///ai-service.db"
+    database_pool_size: int = 20
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1

@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ai_service.auth import KeyStore
 from ai_service.billing import catalog as catalog_mod
 from ai_service.billing.catalog import Catalog
+from ai_service.billing.fastledger import Ledger
 from ai_service.config import Settings
+from ai_service.metrics import Metrics
 from ai_service.providers.base import Adapter
 from ai_service.upstream import Upstream
 
@@ -56,7 +58,9 @@ class AppState:
     upstream: Upstream
     adapters: dict[str, Adapter]
     instance_id: str
+    ledger: Ledger
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` to completion even if its caller is cancelled; tracked for shutdown."""

@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from ai_service.auth import Principal
 from ai_service.billing import ledger
 from ai_service.billing.catalog import Resolved
@@ -20,6 +18,7 @@ from ai_service.providers.base import Usage
 from ai_service.services import idempotency
 from ai_service.services.routing import Attempts, Target
 from ai_service.state import AppState
+from ai_service.storage.db import DB_ERRORS
 
 log = logging.getLogger("ai_service.request")
 
@@ -46,6 +45,7 @@ class Call:
     stream: bool = False
     claim: idempotency.Claim | None = None
     attempts: Attempts | None = None
+    sent: float = 0.0  # perf_counter when the upstream call began (gateway overhead metric)
 
     @classmethod
     def start(
@@ -72,6 +72,13 @@ class Call:
             "default_price": resolved.default_price if resolved else False,
             "instance_id": self.state.instance_id,
         }
+
+    def mark_sent(self) -> None:
+        """Note that the upstream call begins now (for the gateway-overhead metric)."""
+        self.sent = time.perf_counter()
+
+    def _default_priced(self) -> bool:
+        return self.resolved is None or self.resolved.default_price
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -117,6 +124,9 @@ class Call:
             await asyncio.wait_for(asyncio.shield(task), self.state.settings.settle_retry_seconds)
         except TimeoutError:
             log.error("settlement delayed", extra={"request_id": self.request_id})
+        self.state.metrics.settled(
+            self.provider, self.stream, s, self.started, self.sent, not self._default_priced()
+        )
         log.info(
             "request settled",
             extra={
@@ -134,8 +144,7 @@ class Call:
         delay = 0.05
         while True:
             try:
-                await ledger.settle(
-                    self.state.engine,
+                await self.state.ledger.settle(
                     self.request_id,
                     self.principal.user_id,
                     self.reserved,
@@ -143,7 +152,7 @@ class Call:
                     also,
                 )
                 return
-            except (DBAPIError, OSError):
+            except DB_ERRORS:
                 log.warning("settlement failed, retrying", extra={"request_id": self.request_id})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -165,7 +174,7 @@ async def refuse(call: Call, exc: ServiceError) -> ServiceError:
                 truncated=truncated,
             ),
         )
-    except (DBAPIError, OSError):
+    except DB_ERRORS:
         log.warning("could not log a refused request", extra={"request_id": call.request_id})
     log.info(
         "request refused",

@@ -92,6 +92,7 @@ async def chat(
             await idempotency.release(state.engine, call.claim)
         raise
     attempts = Attempts()
+    call.mark_sent()
     try:
         target, result = await send(state, plan, body, call.stream, attempts)
     except ServiceError as exc:
@@ -138,12 +139,10 @@ async def reserve(call: Call, plan: Plan) -> None:
     user_id = call.principal.user_id
     for _ in range(4):
         amount = plan.worst_case()
-        async with state.engine.begin() as conn:
-            if await ledger.reserve(conn, user_id, amount):
-                await ledger.open_request(conn, {**call.row(), "reserved": amount})
-                call.reserved = amount
-                return
-            balance = await ledger.available(conn, user_id)
+        if await state.ledger.reserve_open(user_id, amount, call.row()):
+            call.reserved = amount
+            return
+        balance = await state.ledger.available(user_id)
         affordable = plan.affordable(balance)
         if affordable < minimum:
             break

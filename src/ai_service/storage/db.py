@@ -12,13 +12,23 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ai_service.storage.models import Base
+
+# what a database outage raises, through SQLAlchemy or straight from asyncpg
+DB_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
