@@ -24,7 +24,8 @@ from .behaviours import (
 )
 from .openai_compat import OpenAICompatibleFake
 from .openai_flavours import FakeDeepSeek, FakeMistral, FakeOpenAI, FakeTogether
-from .server import FakeServer, RecordedRequest
+from .records import RecordedRequest
+from .server import FakeServer
 from .tokens import count_words, prompt_tokens, split_chunks, split_fragments
 
 FLAVOURS: dict[str, type[FakeServer]] = {

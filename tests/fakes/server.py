@@ -6,6 +6,9 @@ async tests (any loop) can talk to it. It records every request, serves the
 queued behaviours (``behaviours.py``) in FIFO order and carries out the
 transport-level faults itself; subclasses (one per provider) only say how to
 authenticate, validate and render answers, errors and stream frames.
+
+A stream with no ``chunk_delay`` and no fault goes out in one write (cheap for
+benchmarks); give ``Answer(chunk_delay=...)`` to see chunk-by-chunk timing.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class FakeServer:
         """Start serving in a background thread; returns self. Raises if it cannot bind."""
         if self._thread is not None:
             return self
-        loop = asyncio.new_event_loop()
+        loop = _new_loop()
         ready: asyncio.Future[int] = loop.create_future()
 
         def run() -> None:
@@ -147,9 +150,7 @@ class FakeServer:
         site = web.TCPSite(runner, self.host, 0)
         await site.start()
         self._runner = runner
-        server = site._server  # the bound asyncio server: the only way to learn port 0's number
-        assert server is not None
-        ready.set_result(server.sockets[0].getsockname()[1])
+        ready.set_result(runner.addresses[0][1])  # the port the OS picked for port 0
 
     # ---- scripting and records ----------------------------------------------
 
@@ -323,6 +324,13 @@ class FakeServer:
         record.status = response.status
         for _ in range(answer.keepalive):
             await response.write(b": keep-alive\n\n")
+        if broken is None and not answer.chunk_delay and _no_faults(answer):
+            # Fast path (benchmarks): nothing to interleave, so one write.
+            await response.write(b"".join(frame for frame, _ in frames))
+            record.chunks_sent = sum(1 for _, is_delta in frames if is_delta)
+            record.completed = True
+            await response.write_eof()
+            return response
         last_delta = max((i for i, (_, is_delta) in enumerate(frames) if is_delta), default=-1)
         deltas = 0
         for index, (frame, is_delta) in enumerate([*frames, (b"", False)]):
@@ -349,8 +357,21 @@ class FakeServer:
         return response
 
 
+def _no_faults(answer: Answer) -> bool:
+    return answer.cut_after is None and answer.error_after is None
+
+
 def _reached(deltas: int, limit: int | None) -> bool:
     return limit is not None and deltas >= limit
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (it is, with uvicorn[standard]): the fakes stay cheap in benchmarks."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 async def _wait(future: asyncio.Future[int]) -> int:
