@@ -117,3 +117,17 @@ def test_db_upgrade_on_an_empty_database(tmp_path: Path) -> None:
     )
     providers = {r["provider"] for r in orjson.loads(listed.stdout)}
     assert providers == {"openai", "claude", "mistral", "llama", "deepseek"}
+
+
+def test_rate_limits_of_users_and_keys(cli) -> None:
+    key = cli("users", "create", "frank").stdout.strip().splitlines()[-1]
+    shown = orjson.loads(cli("users", "limits", "frank", "--json").stdout)
+    assert (shown["rpm"], shown["tpm"]) == (None, None)
+    cli("users", "limits", "frank", "--rpm", "60", "--tpm", "100000")
+    cli("keys", "limits", key[:12], "--rpm", "5")
+    user = orjson.loads(cli("users", "limits", "frank", "--json").stdout)
+    assert (user["rpm"], user["tpm"]) == (60, 100000)
+    cleared = orjson.loads(cli("users", "limits", "frank", "--tpm", "none", "--json").stdout)
+    assert (cleared["rpm"], cleared["tpm"]) == (60, None)
+    assert orjson.loads(cli("keys", "limits", key[:12], "--json").stdout)["rpm"] == 5
+    assert cli("users", "limits", "frank", "--rpm", "lots", ok=False).returncode == 2

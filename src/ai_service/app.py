@@ -36,6 +36,7 @@ from ai_service.config import Settings
 from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
 from ai_service.metrics import MetricsMiddleware
 from ai_service.middleware import RequestIdMiddleware
+from ai_service.ratelimit import build_limiter
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
@@ -62,6 +63,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             adapters=providers.configured(settings),
             instance_id=settings.instance_id or uuid.uuid4().hex[:16],
             ledger=await make_ledger(engine, settings.database_pool_size),
+            limiter=build_limiter(settings),
         )
         try:
             await state.catalog.reload()
@@ -80,6 +82,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             yield
         finally:
             await state.drain()
+            await state.limiter.aclose()
             alive.cancel()
             with contextlib.suppress(asyncio.CancelledError, *DB_ERRORS):
                 await alive

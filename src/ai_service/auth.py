@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ai_service.errors import AuthenticationError
+from ai_service.ratelimit import NO_LIMITS, Limits
 from ai_service.storage.models import ApiKey, ApiUser
 
 KEY_PREFIX = "ais-"
@@ -58,6 +59,7 @@ class Principal:
     user_id: int
     user_name: str
     key_prefix: str
+    limits: Limits = NO_LIMITS
 
 
 class KeyStore:
@@ -98,7 +100,16 @@ class KeyStore:
 
     async def _lookup(self, digest: str) -> Principal | None:
         stmt = (
-            select(ApiKey.id, ApiKey.prefix, ApiUser.id, ApiUser.name)
+            select(
+                ApiKey.id,
+                ApiKey.prefix,
+                ApiUser.id,
+                ApiUser.name,
+                ApiKey.rpm_limit,
+                ApiKey.tpm_limit,
+                ApiUser.rpm_limit,
+                ApiUser.tpm_limit,
+            )
             .join(ApiUser, ApiUser.id == ApiKey.user_id)
             .where(
                 ApiKey.key_hash == digest,
@@ -110,4 +121,10 @@ class KeyStore:
             row = (await session.execute(stmt)).first()
         if row is None:
             return None
-        return Principal(key_id=row[0], key_prefix=row[1], user_id=row[2], user_name=row[3])
+        return Principal(
+            key_id=row[0],
+            key_prefix=row[1],
+            user_id=row[2],
+            user_name=row[3],
+            limits=Limits(key_rpm=row[4], key_tpm=row[5], user_rpm=row[6], user_tpm=row[7]),
+        )

@@ -197,6 +197,54 @@ def users_enable(name: str) -> None:
     typer.echo(f"{name} enabled")
 
 
+def _limit(text: str | None) -> Any:
+    """A CLI limit value: omitted keeps it, `none` clears it, else a whole number."""
+    from ai_service.services.limits import KEEP
+
+    if text is None:
+        return KEEP
+    if text.lower() in ("none", "default"):
+        return None
+    if not text.isdigit():
+        typer.echo(f"error: a limit is a whole number or 'none', not {text!r}", err=True)
+        raise typer.Exit(2)
+    return int(text)
+
+
+def _limits(
+    user: str | None, prefix: str | None, rpm: str | None, tpm: str | None, as_json: bool
+) -> None:
+    from ai_service.services.limits import get_limits, set_limits
+
+    if rpm is None and tpm is None:
+        setting = run(lambda s: get_limits(s, user=user, key_prefix=prefix))
+    else:
+        r, t = _limit(rpm), _limit(tpm)
+        setting = run(lambda s: set_limits(s, user=user, key_prefix=prefix, rpm=r, tpm=t))
+    view = setting.view()
+    emit(view, as_json, f"{view['scope']} {view['name']}: rpm {view['rpm']}, tpm {view['tpm']}")
+
+
+RpmOpt = Annotated[str | None, typer.Option("--rpm", help="requests per minute; none clears")]
+TpmOpt = Annotated[str | None, typer.Option("--tpm", help="tokens per minute; none clears")]
+
+
+@users.command("limits")
+def users_limits(
+    name: str, rpm: RpmOpt = None, tpm: TpmOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Show or set a user's rate limits (0 = unlimited, none = the default)."""
+    _limits(name, None, rpm, tpm, as_json)
+
+
+@keys.command("limits")
+def keys_limits(
+    prefix: str, rpm: RpmOpt = None, tpm: TpmOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Show or set a key's rate limits (0 = unlimited, none = only the user's)."""
+    _limits(None, prefix, rpm, tpm, as_json)
+
+
 @keys.command("create")
 def keys_create(user: str, name: str | None = None) -> None:
     """Create another key for a user; the key is printed on the last line."""

@@ -19,6 +19,7 @@ from ai_service.billing.fastledger import Ledger
 from ai_service.config import Settings
 from ai_service.metrics import Metrics
 from ai_service.providers.base import Adapter
+from ai_service.ratelimit import RateLimiter
 from ai_service.upstream import Upstream
 
 log = logging.getLogger("ai_service")
@@ -59,6 +60,7 @@ class AppState:
     adapters: dict[str, Adapter]
     instance_id: str
     ledger: Ledger
+    limiter: RateLimiter
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     metrics: Metrics = field(default_factory=Metrics)
 

@@ -45,6 +45,7 @@ class Call:
     stream: bool = False
     claim: idempotency.Claim | None = None
     attempts: Attempts | None = None
+    rate_tokens: int = 0
     sent: float = 0.0  # perf_counter when the upstream call began (gateway overhead metric)
 
     @classmethod
@@ -119,6 +120,12 @@ class Call:
             if claim is not None:
                 await idempotency.complete(conn, claim, stored)
 
+        if self.rate_tokens:
+            used = s.prompt_tokens + s.completion_tokens
+            limiter, principal = self.state.limiter, self.principal
+            self.state.spawn(
+                limiter.settle_tokens(principal, principal.limits, self.rate_tokens, used)
+            )
         task = self.state.spawn(self._settle(s, also))
         try:
             await asyncio.wait_for(asyncio.shield(task), self.state.settings.settle_retry_seconds)

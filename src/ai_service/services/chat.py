@@ -19,6 +19,7 @@ from ai_service.config import PROVIDER_ENV
 from ai_service.errors import (
     InsufficientQuotaError,
     InvalidRequestError,
+    RateLimitError,
     ServiceError,
     UpstreamUnavailableError,
 )
@@ -135,6 +136,7 @@ async def reserve(call: Call, plan: Plan) -> None:
     state = call.state
     first = plan.chain[0].resolved.price
     plan.limit = plan.client_limit or first.max_output
+    await admit(call, plan)
     minimum = min(state.settings.min_output_tokens, plan.limit)
     user_id = call.principal.user_id
     for _ in range(4):
@@ -147,6 +149,9 @@ async def reserve(call: Call, plan: Plan) -> None:
         if affordable < minimum:
             break
         plan.limit = min(plan.limit, affordable)
+    state.spawn(
+        state.limiter.settle_tokens(call.principal, call.principal.limits, call.rate_tokens, 0)
+    )
     raise await refuse(
         call,
         InsufficientQuotaError(
@@ -154,3 +159,21 @@ async def reserve(call: Call, plan: Plan) -> None:
             "Top up the balance, or send a shorter prompt."
         ),
     )
+
+
+async def admit(call: Call, plan: Plan) -> None:
+    """Count the request against its rate limits, lowering the output limit to the TPM limit.
+
+    Raises `RateLimitError` (429).
+    """
+    state, limits = call.state, call.principal.limits
+    ceiling = state.limiter.token_ceiling(limits)
+    if ceiling is not None:
+        minimum = min(state.settings.min_output_tokens, plan.limit)
+        plan.limit = max(min(plan.limit, ceiling - plan.prompt_tokens), minimum)
+    tokens = plan.prompt_tokens + plan.limit
+    try:
+        await state.limiter.admit(call.principal, limits, tokens)
+    except RateLimitError as exc:
+        raise await refuse(call, exc) from None
+    call.rate_tokens = tokens
