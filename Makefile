@@ -9,6 +9,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# the Node example of docs/user-guide.md runs against the official openai npm package
+	if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix $(VENV)/node openai@^7; fi
 	touch $@
 
 install: $(BIN)/.installed

@@ -16,6 +16,8 @@ from ai_service.billing.money import usd_str
 from ai_service.errors import InvalidRequestError, NotFoundError
 from ai_service.storage.models import ApiKey, ApiUser
 
+NAME_MAX = 200
+
 
 @dataclass(frozen=True, slots=True)
 class NewKey:
@@ -35,10 +37,15 @@ async def get_user(session: AsyncSession, name: str) -> ApiUser:
 
 
 async def create_user(session: AsyncSession, name: str, balance: int = 0) -> NewKey:
-    """Create a user with a first key and an opening top-up (nano-USD)."""
+    """Create a user with a first key and an opening top-up (nano-USD).
+
+    Raises `InvalidRequestError` for an empty, too long or taken name, or a negative balance.
+    """
     name = name.strip()
     if not name:
         raise InvalidRequestError("A user name cannot be empty.", param="name")
+    if len(name) > NAME_MAX:
+        raise InvalidRequestError(f"A user name has at most {NAME_MAX} characters.", param="name")
     if balance < 0:
         raise InvalidRequestError("The opening balance cannot be negative.", param="balance")
     user = ApiUser(name=name, usd_available=0, usd_reserved=0, disabled=False)
@@ -56,6 +63,8 @@ async def create_user(session: AsyncSession, name: str, balance: int = 0) -> New
 
 
 async def _add_key(session: AsyncSession, user: ApiUser, name: str | None) -> NewKey:
+    if name is not None and len(name) > NAME_MAX:
+        raise InvalidRequestError(f"A key name has at most {NAME_MAX} characters.", param="name")
     secret, prefix, digest = new_key()
     session.add(ApiKey(user_id=user.id, prefix=prefix, key_hash=digest, name=name))
     await session.flush()
@@ -63,6 +72,7 @@ async def _add_key(session: AsyncSession, user: ApiUser, name: str | None) -> Ne
 
 
 async def create_key(session: AsyncSession, user_name: str, name: str | None = None) -> NewKey:
+    """Another key for a user. Raises `NotFoundError`."""
     user = await get_user(session, user_name)
     key = await _add_key(session, user, name)
     await session.commit()
@@ -70,7 +80,7 @@ async def create_key(session: AsyncSession, user_name: str, name: str | None = N
 
 
 async def revoke_key(session: AsyncSession, prefix: str) -> ApiKey:
-    """Revoke the key with this visible prefix. Raises `NotFoundError`."""
+    """Revoke the key with this visible prefix (again is a no-op). Raises `NotFoundError`."""
     key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if key is None:
         raise NotFoundError(f"No key with prefix '{prefix}'.")
@@ -78,6 +88,11 @@ async def revoke_key(session: AsyncSession, prefix: str) -> ApiKey:
         key.revoked_at = dt.datetime.now(dt.UTC)
         await session.commit()
     return key
+
+
+async def owner_name(session: AsyncSession, key: ApiKey) -> str:
+    name = await session.scalar(select(ApiUser.name).where(ApiUser.id == key.user_id))
+    return name or ""
 
 
 async def topup(
@@ -94,6 +109,7 @@ async def topup(
 
 
 async def set_disabled(session: AsyncSession, user_name: str, disabled: bool) -> ApiUser:
+    """Disable (or enable again) every key of a user. Raises `NotFoundError`."""
     user = await get_user(session, user_name)
     user.disabled = disabled
     await session.commit()
@@ -104,12 +120,24 @@ async def list_users(session: AsyncSession) -> list[ApiUser]:
     return list((await session.scalars(select(ApiUser).order_by(ApiUser.name))).all())
 
 
-async def list_keys(session: AsyncSession, user_name: str | None = None) -> list[dict[str, Any]]:
+async def list_keys(
+    session: AsyncSession, user_name: str | None = None, prefix: str | None = None
+) -> list[dict[str, Any]]:
+    """Keys (never their secrets), optionally of one user or starting with `prefix`."""
     stmt = select(ApiKey, ApiUser.name).join(ApiUser, ApiUser.id == ApiKey.user_id)
     if user_name is not None:
         stmt = stmt.where(ApiUser.name == user_name)
+    if prefix:
+        stmt = stmt.where(ApiKey.prefix.startswith(prefix, autoescape=True))
     rows = (await session.execute(stmt.order_by(ApiKey.id))).all()
     return [key_view(key, owner) for key, owner in rows]
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).isoformat()
 
 
 def key_view(key: ApiKey, owner: str) -> dict[str, Any]:
@@ -117,9 +145,15 @@ def key_view(key: ApiKey, owner: str) -> dict[str, Any]:
         "prefix": key.prefix,
         "user": owner,
         "name": key.name,
-        "created_at": key.created_at.isoformat() if key.created_at else None,
+        "created_at": _iso(key.created_at),
         "revoked": key.revoked_at is not None,
+        "revoked_at": _iso(key.revoked_at),
     }
+
+
+def new_key_view(key: NewKey) -> dict[str, Any]:
+    """A key just created: the only time its secret is shown."""
+    return {"key": key.secret, "prefix": key.prefix, "user": key.user}
 
 
 def user_view(user: ApiUser) -> dict[str, Any]:
@@ -129,6 +163,7 @@ def user_view(user: ApiUser) -> dict[str, Any]:
         "usd_available": usd_str(user.usd_available),
         "usd_reserved": usd_str(user.usd_reserved),
         "nano_usd_available": user.usd_available,
+        "nano_usd_reserved": user.usd_reserved,
         "disabled": user.disabled,
-        "created_at": user.created_at.isoformat() if user.created_at else None,
+        "created_at": _iso(user.created_at),
     }

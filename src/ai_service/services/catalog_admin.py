@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_service.billing.money import micro_to_usd, price_to_micro
-from ai_service.errors import InvalidRequestError
+from ai_service.errors import InvalidRequestError, NotFoundError
 from ai_service.providers import PATHS
 from ai_service.storage.models import ApiModel, ApiModelAlias
 
@@ -31,10 +31,40 @@ def model_view(row: ApiModel) -> dict[str, Any]:
     }
 
 
+MODEL_MAX = 200
+
+
 def _provider(name: str) -> str:
     if name not in PATHS or name == "v1":
-        raise InvalidRequestError(f"Unknown provider '{name}'.", param="provider")
+        known = ", ".join(sorted(p for p in PATHS if p != "v1"))
+        raise InvalidRequestError(
+            f"Unknown provider '{name}'; use one of: {known}.", param="provider"
+        )
     return name
+
+
+def _model_id(name: str, param: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MODEL_MAX:
+        raise InvalidRequestError(f"A model id has 1 to {MODEL_MAX} characters.", param=param)
+    return name
+
+
+def _price(value: str, param: str) -> int:
+    try:
+        return price_to_micro(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(
+            f"Invalid price {value!r} for '{param}': give USD per 1M tokens as a decimal "
+            'string such as "0.15" (at most 6 decimals, not negative).',
+            param=param,
+        ) from exc
+
+
+def _count(value: int | None, param: str) -> int | None:
+    if value is not None and value < 0:
+        raise InvalidRequestError(f"'{param}' cannot be negative.", param=param)
+    return value
 
 
 async def list_models(session: AsyncSession, provider: str | None = None) -> list[dict[str, Any]]:
@@ -65,18 +95,27 @@ async def set_price(
     context_window: int | None = None,
     max_output: int | None = None,
 ) -> dict[str, Any]:
-    """Create or update a model's price row (prices in USD per 1M tokens, as decimal strings)."""
+    """Create or update a model's price row (prices in USD per 1M tokens, as decimal strings).
+
+    Raises `InvalidRequestError` for an unknown provider, a bad model id or a bad price.
+    """
     provider = _provider(provider)
+    model = _model_id(model, "model")
+    prices = (
+        _price(input, "input"),
+        _price(output, "output"),
+        None if cached_input is None else _price(cached_input, "cached_input"),
+        None if cache_write is None else _price(cache_write, "cache_write"),
+    )
+    context_window = _count(context_window, "context_window")
+    max_output = _count(max_output, "max_output")
     row = await session.scalar(
         select(ApiModel).where(ApiModel.provider == provider, ApiModel.model_id == model)
     )
     if row is None:
         row = ApiModel(provider=provider, model_id=model, context_window=0, max_output_tokens=4096)
         session.add(row)
-    row.input_price = price_to_micro(input)
-    row.output_price = price_to_micro(output)
-    row.cached_input_price = None if cached_input is None else price_to_micro(cached_input)
-    row.cache_write_price = None if cache_write is None else price_to_micro(cache_write)
+    row.input_price, row.output_price, row.cached_input_price, row.cache_write_price = prices
     if context_window is not None:
         row.context_window = context_window
     if max_output is not None:
@@ -90,8 +129,15 @@ async def set_price(
 async def set_alias(
     session: AsyncSession, provider: str, alias: str, target: str
 ) -> dict[str, Any]:
-    """Map `alias` to `target` for a provider (replacing an earlier mapping)."""
+    """Map `alias` to `target` for a provider (replacing an earlier mapping).
+
+    Raises `InvalidRequestError` for an unknown provider or an empty id.
+    """
     provider = _provider(provider)
+    alias = _model_id(alias, "alias")
+    target = _model_id(target, "target")
+    if alias == target:
+        raise InvalidRequestError("An alias cannot point to itself.", param="target")
     row = await session.scalar(
         select(ApiModelAlias).where(
             ApiModelAlias.provider == provider, ApiModelAlias.alias == alias
@@ -103,3 +149,19 @@ async def set_alias(
     row.target = target
     await session.commit()
     return alias_view(row)
+
+
+async def remove_alias(session: AsyncSession, provider: str, alias: str) -> dict[str, Any]:
+    """Delete an alias; the id is then sent upstream as it is. Raises `NotFoundError`."""
+    provider = _provider(provider)
+    row = await session.scalar(
+        select(ApiModelAlias).where(
+            ApiModelAlias.provider == provider, ApiModelAlias.alias == alias
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"No alias '{alias}' for provider '{provider}'.")
+    view = alias_view(row)
+    await session.delete(row)
+    await session.commit()
+    return view

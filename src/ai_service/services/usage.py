@@ -1,24 +1,87 @@
-"""Usage queries: a user's request log and spend totals."""
+"""Usage queries: request logs, request detail, spend totals and daily series.
+
+Shared by `GET /ai/account` / `GET /ai/usage` (a key holder's own rows), the
+CLI, the admin API and the dashboard. Money leaves as exact decimal strings
+(`cost_usd`) next to integer nano-USD (`cost_nano_usd`); days are UTC.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from ai_service.billing.money import usd_str
-from ai_service.storage.models import ApiRequest, ApiUser
+from ai_service.errors import NotFoundError
+from ai_service.storage.models import ApiKey, ApiRequest, ApiRequestData, ApiUser
 
 MAX_PAGE = 500
+MAX_DAYS = 366
+GroupBy = Literal["provider", "model"]
+AnySelect = Select[*tuple[Any, ...]]
+S = TypeVar("S", bound=AnySelect)
 
 
-def request_view(row: ApiRequest) -> dict[str, Any]:
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A datetime in UTC; a naive one is taken to be UTC already."""
+    return None if value is None else _as_utc(value)
+
+
+def today() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which request rows a query covers; every field is optional."""
+
+    user_id: int | None = None
+    provider: str | None = None
+    model: str | None = None
+    status: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def apply(self, stmt: S) -> S:
+        if self.user_id is not None:
+            stmt = stmt.where(ApiRequest.user_id == self.user_id)
+        if self.provider:
+            stmt = stmt.where(ApiRequest.provider == self.provider)
+        if self.model:
+            stmt = stmt.where(ApiRequest.model == self.model)
+        if self.status:
+            stmt = stmt.where(ApiRequest.status == self.status)
+        since, until = utc(self.since), utc(self.until)
+        if since is not None:
+            stmt = stmt.where(ApiRequest.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(ApiRequest.created_at < until)
+        return stmt
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else _as_utc(value).isoformat()
+
+
+def request_view(
+    row: ApiRequest, user: str | None = None, key_prefix: str | None = None
+) -> dict[str, Any]:
     return {
         "id": row.id,
         "request_id": row.request_id,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
+        "created_at": _iso(row.created_at),
+        "user": user,
+        "key_prefix": key_prefix,
         "provider": row.provider,
         "requested_model": row.requested_model,
         "model": row.model,
@@ -41,6 +104,14 @@ def request_view(row: ApiRequest) -> dict[str, Any]:
     }
 
 
+def _with_names() -> Select[ApiRequest, str, str]:
+    return (
+        select(ApiRequest, ApiUser.name, ApiKey.prefix)
+        .outerjoin(ApiUser, ApiUser.id == ApiRequest.user_id)
+        .outerjoin(ApiKey, ApiKey.id == ApiRequest.key_id)
+    )
+
+
 async def requests_page(
     session: AsyncSession,
     *,
@@ -53,31 +124,173 @@ async def requests_page(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """One page of request rows, newest first, with a cursor for the next page."""
+    """One page of request rows, newest first, with a cursor (`next_before`) for the next."""
     limit = max(1, min(limit, MAX_PAGE))
-    stmt = select(ApiRequest).order_by(ApiRequest.id.desc()).limit(limit + 1)
-    if user_id is not None:
-        stmt = stmt.where(ApiRequest.user_id == user_id)
+    filters = Filters(user_id, provider, model, status, since, until)
+    stmt = filters.apply(_with_names().order_by(ApiRequest.id.desc()).limit(limit + 1))
     if before is not None:
         stmt = stmt.where(ApiRequest.id < before)
-    if provider:
-        stmt = stmt.where(ApiRequest.provider == provider)
-    if model:
-        stmt = stmt.where(ApiRequest.model == model)
-    if status:
-        stmt = stmt.where(ApiRequest.status == status)
-    if since is not None:
-        stmt = stmt.where(ApiRequest.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(ApiRequest.created_at < until)
-    rows = list((await session.scalars(stmt)).all())
+    rows = list((await session.execute(stmt)).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return {
         "object": "list",
-        "data": [request_view(r) for r in rows],
+        "data": [request_view(row, user, prefix) for row, user, prefix in rows],
         "has_more": more,
-        "next_before": rows[-1].id if more and rows else None,
+        "next_before": rows[-1][0].id if more and rows else None,
+    }
+
+
+async def request_detail(session: AsyncSession, request_id: str) -> dict[str, Any]:
+    """One request row with its stored payloads. Raises `NotFoundError`."""
+    found = (
+        await session.execute(_with_names().where(ApiRequest.request_id == request_id))
+    ).first()
+    if found is None:
+        raise NotFoundError(f"No request with id '{request_id}'.")
+    row, user, prefix = found
+    data = await session.get(ApiRequestData, request_id)
+    return {
+        **request_view(row, user, prefix),
+        "attempts": row.attempts,
+        "attempt_log": row.attempt_log,
+        "instance_id": row.instance_id,
+        "finished_at": _iso(row.finished_at),
+        "payload": None
+        if data is None
+        else {
+            "request": data.request_body,
+            "response": data.response_body,
+            "truncated": data.truncated,
+        },
+    }
+
+
+def _measures() -> list[ColumnElement[Any]]:
+    def count_status(status: str) -> ColumnElement[Any]:
+        return func.coalesce(func.sum(case((ApiRequest.status == status, 1), else_=0)), 0)
+
+    return [
+        func.count(ApiRequest.id),
+        count_status("ok"),
+        count_status("error"),
+        count_status("cancelled"),
+        func.coalesce(func.sum(ApiRequest.prompt_tokens), 0),
+        func.coalesce(func.sum(ApiRequest.completion_tokens), 0),
+        func.coalesce(func.sum(ApiRequest.cost), 0),
+    ]
+
+
+def _totals(values: Any) -> dict[str, Any]:
+    requests, ok, errors, cancelled, prompt, completion, spent = (int(v or 0) for v in values)
+    return {
+        "requests": requests,
+        "ok": ok,
+        "errors": errors,
+        "cancelled": cancelled,
+        "error_rate": round(errors / requests, 4) if requests else 0.0,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": usd_str(spent),
+        "cost_nano_usd": spent,
+    }
+
+
+async def summary(session: AsyncSession, filters: Filters, top: int = 10) -> dict[str, Any]:
+    """Totals, and totals by provider, by model and by user (the `top` biggest spenders)."""
+    measures = _measures()
+    total = (await session.execute(filters.apply(select(*measures)))).one()
+    by_provider = await session.execute(
+        filters.apply(select(ApiRequest.provider, *measures))
+        .group_by(ApiRequest.provider)
+        .order_by(ApiRequest.provider)
+    )
+    by_model = await session.execute(
+        filters.apply(select(ApiRequest.provider, ApiRequest.model, *measures))
+        .group_by(ApiRequest.provider, ApiRequest.model)
+        .order_by(func.coalesce(func.sum(ApiRequest.cost), 0).desc(), ApiRequest.model)
+    )
+    by_user = await session.execute(
+        filters.apply(
+            select(ApiUser.name, *measures).join(ApiUser, ApiUser.id == ApiRequest.user_id)
+        )
+        .group_by(ApiUser.name)
+        .order_by(func.coalesce(func.sum(ApiRequest.cost), 0).desc(), ApiUser.name)
+        .limit(top)
+    )
+    return {
+        "since": _iso(filters.since),
+        "until": _iso(filters.until),
+        "totals": _totals(total),
+        "by_provider": [{"provider": r[0], **_totals(r[1:])} for r in by_provider],
+        "by_model": [{"provider": r[0], "model": r[1], **_totals(r[2:])} for r in by_model],
+        "top_users": [{"user": r[0], **_totals(r[1:])} for r in by_user],
+    }
+
+
+def _day_column(session: AsyncSession) -> ColumnElement[Any]:
+    """The UTC day of a request as 'YYYY-MM-DD', in the database's own dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", ApiRequest.created_at), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", ApiRequest.created_at)
+
+
+def day_range(since: dt.datetime, until: dt.datetime) -> list[str]:
+    """Every UTC day from `since` up to (not including) `until`."""
+    first = _as_utc(since).date()
+    last = (_as_utc(until) - dt.timedelta(microseconds=1)).date()
+    count = min((last - first).days + 1, MAX_DAYS)
+    return [(first + dt.timedelta(days=n)).isoformat() for n in range(max(count, 0))]
+
+
+def window(
+    days: int, since: dt.datetime | None, until: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    """The time range of a daily query: explicit bounds, or the last `days` UTC days."""
+    end = utc(until) or today() + dt.timedelta(days=1)
+    start = utc(since) or end - dt.timedelta(days=max(1, min(days, MAX_DAYS)))
+    return start, end
+
+
+async def daily(
+    session: AsyncSession, filters: Filters, group_by: GroupBy | None = None
+) -> dict[str, Any]:
+    """Requests, errors, tokens and spend per UTC day (and per provider or model).
+
+    `filters.since` and `filters.until` must be set (see `window()`); without
+    `group_by` every day of the range is present, with zeros where nothing ran.
+    """
+    if filters.since is None or filters.until is None:
+        raise ValueError("daily() needs filters.since and filters.until (see window())")
+    day = _day_column(session).label("day")
+    keys: list[Any] = [day]
+    if group_by == "provider":
+        keys.append(ApiRequest.provider)
+    elif group_by == "model":
+        keys += [ApiRequest.provider, ApiRequest.model]
+    stmt = filters.apply(select(*keys, *_measures())).group_by(*keys).order_by(*keys)
+    rows = (await session.execute(stmt)).all()
+    width = len(keys)
+    data: list[dict[str, Any]] = []
+    for row in rows:
+        entry: dict[str, Any] = {"day": str(row[0])[:10]}  # a string on both dialects
+        if group_by == "provider":
+            entry["provider"] = row[1]
+        elif group_by == "model":
+            entry["provider"], entry["model"] = row[1], row[2]
+        data.append({**entry, **_totals(row[width:])})
+    if group_by is None:
+        present = {entry["day"]: entry for entry in data}
+        data = [
+            present.get(d) or {"day": d, **_totals((0,) * 7)}
+            for d in day_range(filters.since, filters.until)
+        ]
+    return {
+        "object": "list",
+        "since": _iso(filters.since),
+        "until": _iso(filters.until),
+        "group_by": group_by,
+        "data": data,
     }
 
 
@@ -88,12 +301,31 @@ async def spend_since(session: AsyncSession, user_id: int, since: dt.datetime | 
     return int(await session.scalar(stmt) or 0)
 
 
-async def account(session: AsyncSession, user_id: int) -> dict[str, Any]:
-    """Balance, spend today / this month / in total, and per-model totals of a user."""
+async def count_since(session: AsyncSession, user_id: int, since: dt.datetime | None) -> int:
+    stmt = select(func.count(ApiRequest.id)).where(ApiRequest.user_id == user_id)
+    if since is not None:
+        stmt = stmt.where(ApiRequest.created_at >= since)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def user_totals(
+    session: AsyncSession, since: dt.datetime | None
+) -> dict[int, dict[str, Any]]:
+    """Requests and spend of every user with requests since `since`, by user id."""
+    stmt = select(ApiRequest.user_id, *_measures()).group_by(ApiRequest.user_id)
+    if since is not None:
+        stmt = stmt.where(ApiRequest.created_at >= utc(since))
+    return {int(r[0]): _totals(r[1:]) for r in await session.execute(stmt) if r[0] is not None}
+
+
+async def account(
+    session: AsyncSession, user_id: int, key_prefix: str | None = None
+) -> dict[str, Any]:
+    """Balance, spend and request counts today / this month / in total, per-model totals."""
     user = await session.get(ApiUser, user_id)
-    assert user is not None
-    now = dt.datetime.now(dt.UTC)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if user is None:
+        raise NotFoundError("No such user.")
+    day = today()
     month = day.replace(day=1)
     per_model = (
         await session.execute(
@@ -103,14 +335,19 @@ async def account(session: AsyncSession, user_id: int) -> dict[str, Any]:
                 func.count(),
                 func.coalesce(func.sum(ApiRequest.prompt_tokens), 0),
                 func.coalesce(func.sum(ApiRequest.completion_tokens), 0),
+                func.coalesce(func.sum(ApiRequest.cached_tokens), 0),
                 func.coalesce(func.sum(ApiRequest.cost), 0),
             )
             .where(ApiRequest.user_id == user_id)
             .group_by(ApiRequest.provider, ApiRequest.model)
+            .order_by(ApiRequest.provider, ApiRequest.model)
         )
     ).all()
     return {
+        "object": "account",
         "user": user.name,
+        "key_prefix": key_prefix,
+        "disabled": user.disabled,
         "usd_available": usd_str(user.usd_available),
         "usd_reserved": usd_str(user.usd_reserved),
         "nano_usd_available": user.usd_available,
@@ -119,6 +356,11 @@ async def account(session: AsyncSession, user_id: int) -> dict[str, Any]:
             "month_usd": usd_str(await spend_since(session, user_id, month)),
             "total_usd": usd_str(await spend_since(session, user_id, None)),
         },
+        "requests": {
+            "today": await count_since(session, user_id, day),
+            "month": await count_since(session, user_id, month),
+            "total": await count_since(session, user_id, None),
+        },
         "models": [
             {
                 "provider": provider,
@@ -126,8 +368,9 @@ async def account(session: AsyncSession, user_id: int) -> dict[str, Any]:
                 "requests": count,
                 "prompt_tokens": int(prompt),
                 "completion_tokens": int(completion),
+                "cached_tokens": int(cached),
                 "cost_usd": usd_str(int(spent)),
             }
-            for provider, model, count, prompt, completion, spent in per_model
+            for provider, model, count, prompt, completion, cached, spent in per_model
         ],
     }

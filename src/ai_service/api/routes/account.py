@@ -1,6 +1,14 @@
-"""GET /ai/account and GET /ai/usage: a key holder's own balance and request log."""
+"""GET /ai/account and GET /ai/usage: a key holder's own balance, spend and request log.
+
+Both need the caller's key (`X-API-Key` or Bearer) and show only that key
+owner's data. Money is an exact USD decimal string (`"9.99961"`); days and
+months are UTC.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -9,24 +17,41 @@ from ai_service.api.deps import PrincipalDep, StateDep
 from ai_service.api.responses import json_response
 from ai_service.services import usage
 
-router = APIRouter()
+router = APIRouter(tags=["account"])
 
 
-@router.get("/ai/account", summary="The caller's balance and spend totals")
+@router.get(
+    "/ai/account",
+    summary="The caller's balance, spend and request counts (today, this month, total), "
+    "and totals per model",
+)
 async def get_account(state: StateDep, principal: PrincipalDep) -> Response:
     async with state.sessions() as session:
-        return json_response(await usage.account(session, principal.user_id))
+        return json_response(await usage.account(session, principal.user_id, principal.key_prefix))
 
 
-@router.get("/ai/usage", summary="The caller's request log, newest first")
+@router.get("/ai/usage", summary="The caller's request log, newest first, paged")
 async def get_usage(
     state: StateDep,
     principal: PrincipalDep,
-    limit: int = Query(50, ge=1, le=usage.MAX_PAGE),
-    before: int | None = Query(None, description="return rows older than this row id"),
+    limit: Annotated[int, Query(ge=1, le=usage.MAX_PAGE)] = 50,
+    before: Annotated[int | None, Query(description="rows older than this row id")] = None,
+    provider: Annotated[str | None, Query(description="provider path segment")] = None,
+    model: Annotated[str | None, Query(description="served model id")] = None,
+    status: Annotated[Literal["ok", "error", "cancelled", "pending"] | None, Query()] = None,
+    since: Annotated[dt.datetime | None, Query(description="from (inclusive), ISO 8601")] = None,
+    until: Annotated[dt.datetime | None, Query(description="to (exclusive), ISO 8601")] = None,
 ) -> Response:
     async with state.sessions() as session:
         page = await usage.requests_page(
-            session, user_id=principal.user_id, limit=limit, before=before
+            session,
+            user_id=principal.user_id,
+            limit=limit,
+            before=before,
+            provider=provider,
+            model=model,
+            status=status,
+            since=since,
+            until=until,
         )
     return json_response(page)

@@ -1,4 +1,8 @@
-"""GET /healthz (the process answers) and GET /readyz (the database answers)."""
+"""GET /healthz (the process answers), GET /readyz (the database answers), GET /metrics.
+
+`/metrics` is Prometheus' text format for this process (see `metrics.py`);
+it carries no user names or keys, but expose it only to your monitoring.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from starlette.responses import Response
 
 from ai_service.api.deps import StateDep
 from ai_service.api.responses import json_response
+from ai_service.metrics import CONTENT_TYPE
 
 router = APIRouter()
 
@@ -25,3 +30,8 @@ async def readyz(state: StateDep) -> Response:
     except Exception:  # any driver failure means "not ready"
         return json_response({"status": "unavailable", "database": "unreachable"}, 503)
     return json_response({"status": "ok", "database": "ok"})
+
+
+@router.get("/metrics", summary="Prometheus metrics of this process")
+async def metrics(state: StateDep) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)

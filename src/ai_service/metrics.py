@@ -1,0 +1,225 @@
+"""Prometheus metrics of one gateway process, on a registry of its own.
+
+`Metrics` owns a `CollectorRegistry` (one per app state, built in the lifespan,
+never module-global) and the series below; `GET /metrics` renders it.
+
+    ai_service_requests_total{provider,model,status}           settled chat requests
+                                                               (model `other`: not in the catalog)
+    ai_service_request_duration_seconds{provider,stream}       whole request, as logged
+    ai_service_gateway_overhead_seconds{provider}              non-streamed: total minus upstream
+    ai_service_upstream_latency_seconds{provider,model,stream} to the upstream's answer / stream
+    ai_service_time_to_first_token_seconds{provider,model}     streamed: to the first chunk sent
+    ai_service_tokens_total{provider,model,type}               prompt/completion/cached/reasoning
+    ai_service_spend_usd_total{provider,model}                 USD charged (display, not billing)
+    ai_service_upstream_errors_total{provider,kind}            upstream failures by kind
+    ai_service_requests_in_flight{provider}                    chat requests being served
+    ai_service_http_responses_total{route,code}                every HTTP answer, refusals too
+
+Each worker process of `serve --workers N` has its own registry: scrape each
+process (run one worker per instance) or sum across instances in Prometheus.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ai_service.billing.ledger import Settlement
+from ai_service.billing.money import nano_to_usd
+from ai_service.providers import PATHS
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+CHAT_PATH = re.compile(r"^/ai/([^/]+)/chat/completions$")
+ROUTES = (
+    (re.compile(r"^/ai/[^/]+/chat/completions$"), "chat"),
+    (re.compile(r"^/ai/[^/]+/models$"), "models"),
+    (re.compile(r"^/ai/(account|usage)$"), "account"),
+    (re.compile(r"^/ai/admin/api/"), "admin_api"),
+    (re.compile(r"^/ai/admin(/|$)"), "dashboard"),
+    (re.compile(r"^/(healthz|readyz|metrics)$"), "ops"),
+)
+
+
+def upstream_error_kind(http_status: int) -> str:
+    """The kind of an upstream failure, from the status the client got."""
+    if http_status == 504:
+        return "timeout"
+    if http_status == 429:
+        return "rate_limited"
+    if http_status == 503:
+        return "unavailable"
+    if http_status == 502:
+        return "bad_gateway"
+    if 400 <= http_status < 500:
+        return "rejected"
+    return "other"
+
+
+def route_of(path: str) -> str:
+    for pattern, name in ROUTES:
+        if pattern.match(path):
+            return name
+    return "other"
+
+
+class Metrics:
+    """The gateway's series on a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "ai_service_requests",
+            "Chat requests settled, by provider path, served model and outcome.",
+            ["provider", "model", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "ai_service_request_duration_seconds",
+            "Whole chat request duration as logged (streams: until the last byte).",
+            ["provider", "stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "ai_service_gateway_overhead_seconds",
+            "Time a non-streamed request spent in the gateway: total minus the upstream call.",
+            ["provider"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "ai_service_upstream_latency_seconds",
+            "From the request's arrival to the upstream's answer (streams: its headers).",
+            ["provider", "model", "stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "ai_service_time_to_first_token_seconds",
+            "Streamed requests: from arrival to the first chunk sent to the client.",
+            ["provider", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "ai_service_tokens",
+            "Tokens of settled requests (cached and reasoning are parts of prompt/completion).",
+            ["provider", "model", "type"],
+            registry=r,
+        )
+        self.spend = Counter(
+            "ai_service_spend_usd",
+            "USD charged for settled requests (a float for dashboards; the ledger is exact).",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "ai_service_upstream_errors",
+            "Requests that failed upstream, by kind (timeout, rate_limited, unavailable, "
+            "bad_gateway, rejected, other).",
+            ["provider", "kind"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "ai_service_requests_in_flight",
+            "Chat requests being served now.",
+            ["provider"],
+            registry=r,
+        )
+        self.responses = Counter(
+            "ai_service_http_responses",
+            "HTTP responses by route group and status code (includes refused requests).",
+            ["route", "code"],
+            registry=r,
+        )
+
+    def settled(
+        self,
+        provider: str,
+        stream: bool,
+        s: Settlement,
+        started: float,
+        sent: float = 0.0,
+        catalogued: bool = True,
+    ) -> None:
+        """Record one settled chat request (`started`/`sent` are `perf_counter` stamps).
+
+        A model missing from the catalog is labelled `other`, so that clients
+        sending arbitrary model ids cannot grow the number of series.
+        """
+        provider = s.provider or provider
+        model = (s.model or "unknown") if catalogued else "other"
+        self.requests.labels(provider, model, s.status).inc()
+        if s.duration_ms is not None:
+            self.duration.labels(provider, str(stream).lower()).observe(s.duration_ms / 1000)
+        if s.upstream_latency_ms is not None:
+            self.upstream_latency.labels(provider, model, str(stream).lower()).observe(
+                s.upstream_latency_ms / 1000
+            )
+        if s.ttft_ms is not None:
+            self.ttft.labels(provider, model).observe(s.ttft_ms / 1000)
+        if not stream and sent > 0 and s.status == "ok" and s.upstream_latency_ms is not None:
+            total = time.perf_counter() - started
+            upstream = s.upstream_latency_ms / 1000 - (sent - started)
+            self.overhead.labels(provider).observe(max(0.0, total - max(0.0, upstream)))
+        for kind, count in (
+            ("prompt", s.prompt_tokens),
+            ("completion", s.completion_tokens),
+            ("cached", s.cached_tokens),
+            ("reasoning", s.reasoning_tokens),
+        ):
+            if count:
+                self.tokens.labels(provider, model, kind).inc(count)
+        if s.cost:
+            self.spend.labels(provider, model).inc(float(nano_to_usd(s.cost)))
+        if s.status == "error":
+            self.upstream_errors.labels(provider, upstream_error_kind(s.http_status)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP response and the chat requests in flight (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = getattr(getattr(scope.get("app"), "state", None), "ai", None)
+        metrics: Metrics | None = getattr(state, "metrics", None)
+        if scope["type"] != "http" or metrics is None:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        chat = CHAT_PATH.match(path)
+        code = "500"
+
+        async def send_counted(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = str(message["status"])
+            await send(message)
+
+        gauge = metrics.in_flight.labels(chat.group(1)) if chat and chat.group(1) in PATHS else None
+        if gauge is not None:
+            gauge.inc()
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            if gauge is not None:
+                gauge.dec()
+            metrics.responses.labels(route_of(path), code).inc()

@@ -1,0 +1,105 @@
+"""Admin API, the catalog: list models, set a price (it applies at once), aliases."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.admin.conftest import assert_error, chat
+from tests.support.gateway import Gateway
+
+
+def test_list_models_with_prices_as_decimal_strings(admin: httpx.Client) -> None:
+    rows = admin.get("/models", params={"provider": "openai"}).json()["data"]
+    mini = next(r for r in rows if r["model"] == "gpt-5.4-mini" and not r["alias_of"])
+    assert isinstance(mini["input_per_million"], str)
+    assert {r["provider"] for r in rows} == {"openai"}
+    alias = next(r for r in rows if r["model"] == "gpt-4o" and r["alias_of"])
+    assert alias["alias_of"] == "gpt-5.4-mini"
+    everything = admin.get("/models").json()["data"]
+    assert {"openai", "claude", "mistral", "llama", "deepseek"} <= {
+        r["provider"] for r in everything
+    }
+
+
+def test_set_price_applies_to_the_next_request(admin_gateway: Gateway, admin: httpx.Client) -> None:
+    key = admin_gateway.create_user("alice", "10")
+    r = admin.put(
+        "/models",
+        json={
+            "provider": "openai",
+            "model": "gpt-5.4-mini",
+            "input": "1000",
+            "output": "2000",
+            "cached_input": "100",
+            "context_window": 400000,
+            "max_output_tokens": 1000,
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["input_per_million"], r.json()["output_per_million"]) == ("1000", "2000")
+    assert r.json()["cached_input_per_million"] == "100"
+    assert chat(admin_gateway, key).status_code == 200
+    admin_gateway.wait_settled()
+    (row,) = admin_gateway.requests()
+    # 1000 USD per 1M input tokens = 1_000_000 nano-USD per token, 2000 = 2_000_000
+    assert row.cost == row.prompt_tokens * 1_000_000 + row.completion_tokens * 2_000_000
+
+
+def test_set_price_for_a_new_model_with_a_slash_in_its_id(admin: httpx.Client) -> None:
+    body = {"provider": "llama", "model": "acme/Some-Model-7B", "input": "0.1", "output": "0.2"}
+    assert admin.put("/models", json=body).status_code == 200
+    rows = admin.get("/models", params={"provider": "llama"}).json()["data"]
+    assert any(r["model"] == "acme/Some-Model-7B" for r in rows)
+
+
+def test_set_price_refuses_bad_input(admin: httpx.Client) -> None:
+    base = {"provider": "openai", "model": "gpt-5.4-mini", "input": "1", "output": "2"}
+    assert_error(
+        admin.put("/models", json={**base, "input": "-1"}), 400, "invalid_request_error", "input"
+    )
+    assert_error(
+        admin.put("/models", json={**base, "output": "0.0000001"}),
+        400,
+        "invalid_request_error",
+        "output",
+    )
+    assert_error(
+        admin.put("/models", json={**base, "provider": "nope"}),
+        400,
+        "invalid_request_error",
+        "provider",
+    )
+    assert_error(
+        admin.put("/models", json={**base, "provider": "v1"}),
+        400,
+        "invalid_request_error",
+        "provider",
+    )
+    assert_error(admin.put("/models", json={**base, "model": " "}), 400, "invalid_request_error")
+    assert_error(admin.put("/models", json={"provider": "openai"}), 400, "invalid_request_error")
+
+
+def test_aliases_are_set_used_and_removed(admin_gateway: Gateway, admin: httpx.Client) -> None:
+    key = admin_gateway.create_user("alice", "10")
+    r = admin.put(
+        "/aliases", json={"provider": "openai", "alias": "fast", "target": "gpt-5.4-nano"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"provider": "openai", "model": "fast", "alias_of": "gpt-5.4-nano"}
+    answer = chat(admin_gateway, key, model="fast")
+    assert answer.status_code == 200 and answer.json()["model"] == "gpt-5.4-nano"
+    r = admin.delete("/aliases", params={"provider": "openai", "alias": "fast"})
+    assert r.status_code == 200 and r.json()["alias_of"] == "gpt-5.4-nano"
+    answer = chat(admin_gateway, key, model="fast")
+    assert answer.json()["model"] == "fast"
+    assert_error(
+        admin.delete("/aliases", params={"provider": "openai", "alias": "fast"}),
+        404,
+        "not_found_error",
+    )
+    assert_error(
+        admin.put("/aliases", json={"provider": "openai", "alias": "x", "target": "x"}),
+        400,
+        "invalid_request_error",
+        "target",
+    )

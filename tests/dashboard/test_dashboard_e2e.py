@@ -1,0 +1,153 @@
+"""The dashboard end to end in a real headless Chromium, against a live gateway.
+
+An operator signs in with the admin key, sees a balance, tops the user up and
+sees the new balance, creates a key, uses it for a request through the
+gateway (fake upstream), finds the request in the log and opens its payload.
+Each page is saved as a screenshot in `test-artifacts/` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+from tests.dashboard.conftest import PageProblems, in_browser, screenshot_path
+from tests.fakes.openai_flavours import FakeOpenAI
+from tests.support.gateway import Gateway
+
+ADMIN_KEY = "dashboard-admin-key-0123456789"
+
+
+@pytest.fixture
+def admin_gateway(gateway_factory: Callable[..., Gateway], openai_upstream: FakeOpenAI) -> Gateway:
+    return gateway_factory(
+        admin_key=ADMIN_KEY,
+        openai_api_key=UPSTREAM_KEY,
+        openai_base_url=openai_upstream.base_url,
+    )
+
+
+def shot(page: Any, name: str, backend: str) -> None:
+    page.screenshot(path=str(screenshot_path(f"dashboard-{backend}-{name}")), full_page=True)
+
+
+def backend_of(gw: Gateway) -> str:
+    return "postgresql" if gw.settings.database_url.startswith("postgresql") else "sqlite"
+
+
+def test_operator_tops_up_creates_key_and_finds_the_request(
+    admin_gateway: Gateway, openai_upstream: FakeOpenAI
+) -> None:
+    in_browser(
+        lambda page, problems: operator_journey(admin_gateway, openai_upstream, page, problems)
+    )
+
+
+def operator_journey(
+    gw: Gateway, openai_upstream: FakeOpenAI, page: Any, problems: PageProblems
+) -> None:
+    backend = backend_of(gw)
+    gw.create_user("alice", "10")
+    gw.create_user("bob", "3.5")
+    base = gw.url + "/ai/admin"
+
+    # signing in: a wrong key is refused, the right one lands on the overview
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/login")
+    shot(page, "1-login", backend)
+    page.fill("#key", "not-the-admin-key-at-all")
+    page.click("button[type=submit]")
+    assert page.get_by_role("alert").inner_text() == "That is not the admin key."
+    problems.clear()  # the refused sign-in answers 401, which Chromium logs as a console error
+    page.fill("#key", ADMIN_KEY)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    assert page.locator("h1").inner_text() == "Overview"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ai_service_admin")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert ADMIN_KEY not in cookie["value"]
+
+    # users page: balances formatted as money
+    page.click("nav >> text=Users")
+    row = page.locator("#users tr", has_text="alice")
+    assert row.locator(".balance").inner_text() == "$10.00"
+    assert page.locator("#users tr", has_text="bob").locator(".balance").inner_text() == "$3.50"
+    shot(page, "2-users", backend)
+
+    # top up alice and see the new balance
+    row.locator("a").click()
+    assert page.locator("#balance").inner_text() == "$10.00"
+    page.fill("#topup input[name=amount]", "5.25")
+    page.fill("#topup input[name=note]", "e2e top-up")
+    page.click("#topup button")
+    page.wait_for_url(re.compile(r".*/users/alice\?done=topup$"))
+    assert page.locator("#balance").inner_text() == "$15.25"
+    assert page.get_by_role("status").inner_text() == "Balance topped up."
+    assert gw.balance("alice") == (15_250_000_000, 0)
+
+    # create a key: shown once, then usable through the gateway
+    page.fill("#create-key input[name=name]", "e2e laptop")
+    page.click("#create-key button")
+    secret = page.locator("#new-key").inner_text().strip()
+    assert secret.startswith("ais-")
+    assert (
+        page.locator("#keys tr", has_text="e2e laptop").locator(".badge").inner_text() == "active"
+    )
+    shot(page, "3-user-new-key", backend)
+    page.goto(base + "/users/alice")
+    assert page.locator("#new-key").count() == 0
+    assert secret not in page.content()
+
+    marker = f"e2e-{uuid.uuid4().hex[:12]}"
+    answer = httpx.post(
+        gw.url + "/ai/openai/chat/completions",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": marker}]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    gw.wait_settled()
+    (row_db,) = gw.requests()
+    assert row_db.status == "ok" and row_db.cost > 0
+
+    # the request log, filtered by user, leads to the payloads
+    page.click("nav >> text=Requests")
+    page.fill("#filters input[name=user]", "alice")
+    page.select_option("#filters select[name=status]", "ok")
+    page.click("#filters button")
+    entries = page.locator("table.log tbody tr")
+    assert entries.count() == 1
+    assert "gpt-5.4-mini" in entries.first.inner_text()
+    shot(page, "4-requests", backend)
+    entries.first.locator("a.detail").click()
+    page.wait_for_url(re.compile(rf".*/requests/{row_db.request_id}$"))
+    assert marker in page.locator("#request-payload").inner_text()
+    assert openai_upstream.text in page.locator("#response-payload").inner_text()
+    assert secret not in page.content()
+    shot(page, "5-request-detail", backend)
+
+    # models and the overview with the request on its charts
+    page.click("nav >> text=Models")
+    assert page.locator("#models tr", has_text="gpt-5.4-mini").count() >= 1
+    shot(page, "6-models", backend)
+    page.click("nav >> text=Overview")
+    assert page.locator("#kpi-requests").inner_text() == "1"
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('canvas[data-chart]'))"
+        ".every(c => window.Chart && window.Chart.getChart(c))"
+    )
+    assert page.locator("text=alice").count() >= 1
+    shot(page, "7-overview", backend)
+
+    # signing out ends the session
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r".*/ai/admin/login$"))
+    page.goto(base + "/users")
+    assert "/ai/admin/login" in page.url
+    assert problems == []
