@@ -1,0 +1,229 @@
+"""A fast fake OpenAI upstream: raw asyncio + httptools on uvloop, loopback only.
+
+`POST .../chat/completions` answers in OpenAI's wire format: a
+`chat.completion` object, or (with `"stream": true`) `chat.completion.chunk`
+events (a role chunk, N content chunks, a finish chunk, a usage chunk when
+`stream_options.include_usage` is set) and `data: [DONE]`, chunked, on a
+keep-alive connection. `POST /_bench/config` sets the reply delay, the chunk
+count and the pause between chunks; `GET /_bench/stats` counts answers.
+
+    python -m bench.fake_upstream --port 9001
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+from typing import Any
+
+import httptools
+import orjson
+import uvloop
+
+TEXT = (
+    "The quick brown fox jumps over the lazy dog while the bench counts "
+    "every token that the fake upstream sends back to the gateway under test"
+)
+WORDS = TEXT.split(" ")
+DONE = b"data: [DONE]\n\n"
+
+
+class Config:
+    def __init__(self) -> None:
+        self.delay = 0.0  # seconds before the answer (or the first chunk)
+        self.chunks = 24  # content chunks of a stream; words of an answer
+        self.interval = 0.002  # seconds between stream events
+        self.answers = 0
+
+    def update(self, data: dict[str, Any]) -> None:
+        self.delay = float(data.get("delay_ms", self.delay * 1000)) / 1000
+        self.chunks = int(data.get("chunks", self.chunks))
+        self.interval = float(data.get("interval_ms", self.interval * 1000)) / 1000
+        self.answers = 0
+
+
+def _text(n: int) -> list[str]:
+    return [(" " if i else "") + WORDS[i % len(WORDS)] for i in range(n)]
+
+
+def completion(body: dict[str, Any], cfg: Config, n: int) -> bytes:
+    words = _text(cfg.chunks)
+    prompt = max(1, len(orjson.dumps(body.get("messages"))) // 4)
+    return orjson.dumps(
+        {
+            "id": f"chatcmpl-bench{n:020d}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(words), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": len(words),
+                "total_tokens": prompt + len(words),
+            },
+            "system_fingerprint": "fp_bench",
+        }
+    )
+
+
+def stream_events(body: dict[str, Any], cfg: Config, n: int) -> list[bytes]:
+    head = {
+        "id": f"chatcmpl-bench{n:020d}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "system_fingerprint": "fp_bench",
+    }
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+
+    words = _text(cfg.chunks)
+    events = [event({"role": "assistant", "content": "", "refusal": None})]
+    events.extend(event({"content": word}) for word in words)
+    events.append(event({}, "stop"))
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        prompt = max(1, len(orjson.dumps(body.get("messages"))) // 4)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(words),
+            "total_tokens": prompt + len(words),
+        }
+        events.append(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
+    events.append(DONE)
+    return events
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class Handler(asyncio.Protocol):
+    """One client connection (HTTP/1.1 keep-alive, no pipelining needed)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.body: list[bytes] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's own class
+
+    def connection_lost(self, _exc: Exception | None) -> None:
+        self.transport = None
+        if self.task is not None:
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._send(400, b"application/json", b'{"error":{"message":"bad request"}}')
+            if self.transport is not None:
+                self.transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = self.url.split(b"?", 1)[0]
+        raw = b"".join(self.body)
+        if path.endswith(b"/chat/completions"):
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                self._send(400, b"application/json", b'{"error":{"message":"invalid json"}}')
+                return
+            self.cfg.answers += 1
+            n = self.cfg.answers
+            if body.get("stream") is True:
+                self.task = asyncio.ensure_future(self._stream(body, n))
+            elif self.cfg.delay > 0:
+                self.task = asyncio.ensure_future(self._later(body, n))
+            else:
+                self._send(200, b"application/json", completion(body, self.cfg, n))
+        elif path == b"/_bench/config":
+            self.cfg.update(orjson.loads(raw) if raw else {})
+            self._send(200, b"application/json", b'{"ok":true}')
+        elif path in (b"/_bench/stats", b"/healthz"):
+            self._send(200, b"application/json", orjson.dumps({"answers": self.cfg.answers}))
+        else:
+            self._send(404, b"application/json", b'{"error":{"message":"not found"}}')
+
+    def _send(self, status: int, ctype: bytes, payload: bytes) -> None:
+        if self.transport is None:
+            return
+        reason = b"OK" if status == 200 else b"Error"
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
+            % (status, reason, ctype, len(payload), payload)
+        )
+
+    async def _later(self, body: dict[str, Any], n: int) -> None:
+        await asyncio.sleep(self.cfg.delay)
+        self._send(200, b"application/json", completion(body, self.cfg, n))
+
+    async def _stream(self, body: dict[str, Any], n: int) -> None:
+        cfg = self.cfg
+        if cfg.delay > 0:
+            await asyncio.sleep(cfg.delay)
+        events = stream_events(body, cfg, n)
+        if self.transport is None:
+            return
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" + _chunk(events[0])
+        )
+        for event in events[1:]:
+            if cfg.interval > 0:
+                await asyncio.sleep(cfg.interval)
+            if self.transport is None:
+                return
+            self.transport.write(_chunk(event))
+        self.transport.write(b"0\r\n\r\n")
+
+
+async def serve(port: int) -> None:
+    cfg = Config()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Handler(cfg), "127.0.0.1", port, backlog=1024)
+    stopped = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    async with server:
+        await stopped.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()

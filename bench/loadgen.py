@@ -1,0 +1,330 @@
+"""The load generator: N keep-alive connections, each sending one request after another.
+
+Raw asyncio + httptools on uvloop, so that the generator itself costs a few
+microseconds per request. It warms up, then measures a bounded window:
+requests that complete inside the window give the throughput and the latency
+percentiles (for streams also the time to the first content token, the first
+event whose `content` is not empty). Every non-200 answer, error event, cut
+connection, timeout, and stream that did not end with `data: [DONE]` is a
+failure, counted over the whole run. At the window's edges it reads the CPU
+time of the watched processes (a server's process tree; processes whose
+PostgreSQL backends of a database) and of each CPU.
+
+    python -m bench.loadgen --url http://127.0.0.1:8080/ai/openai/chat/completions \
+        --body-file body.json --header "X-API-Key: ..." -c 64 --warmup 2 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+import orjson
+import uvloop
+
+from bench import procs
+
+CONTENT = re.compile(rb'"content":"[^"]')
+DONE_TAIL = b"data: [DONE]\n\n"
+ERROR_EVENT = b'data: {"error"'
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    reason: str = ""
+    ttft: float | None = None
+
+
+class Conn(asyncio.Protocol):
+    """One client connection; `request()` returns the outcome of one exchange."""
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.future: asyncio.Future[Outcome] | None = None
+        self.started = 0.0
+        self.status = 0
+        self.ttft: float | None = None
+        self.tail = b""
+        self.body: list[bytes] = []
+        self.error_event = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's own class
+
+    def connection_lost(self, _exc: Exception | None) -> None:
+        self.closed = True
+        self._finish(Outcome(False, "connection"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._finish(Outcome(False, "bad_http"))
+            self.close()
+
+    def request(self, payload: bytes) -> asyncio.Future[Outcome]:
+        assert self.transport is not None
+        self.future = asyncio.get_running_loop().create_future()
+        self.status, self.ttft, self.tail, self.body, self.error_event = 0, None, b"", [], False
+        self.started = time.perf_counter()
+        self.transport.write(payload)
+        return self.future
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.closed = True
+
+    def _finish(self, outcome: Outcome) -> None:
+        future, self.future = self.future, None
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        if not self.stream:
+            self.body.append(body)
+            return
+        if self.ttft is None and CONTENT.search(body):
+            self.ttft = time.perf_counter() - self.started
+        if ERROR_EVENT in body:
+            self.error_event = True
+        self.tail = (self.tail + body)[-64:]
+
+    def on_message_complete(self) -> None:
+        if not self.parser.should_keep_alive():
+            self.closed = True
+        if self.status != 200:
+            outcome = Outcome(False, f"status_{self.status}")
+        elif self.stream:
+            if self.error_event:
+                outcome = Outcome(False, "error_event")
+            elif not self.tail.endswith(DONE_TAIL):
+                outcome = Outcome(False, "truncated")
+            else:
+                outcome = Outcome(True, ttft=self.ttft)
+        elif b'"choices"' not in b"".join(self.body):
+            outcome = Outcome(False, "bad_body")
+        else:
+            outcome = Outcome(True)
+        self._finish(outcome)
+        if self.closed:
+            self.close()
+
+
+@dataclass
+class Watch:
+    """CPU time to read at the window's edges: `name=PID` (a process tree) or `name=pg:DB`."""
+
+    name: str
+    pid: int | None = None
+    database: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Watch:
+        name, _, target = spec.partition("=")
+        if target.startswith("pg:"):
+            return cls(name, database=target[3:])
+        return cls(name, pid=int(target))
+
+    def read(self) -> float:
+        if self.pid is not None:
+            return procs.tree_cpu(self.pid)
+        assert self.database is not None
+        return procs.pg_cpu(self.database)
+
+
+@dataclass
+class Run:
+    host: str
+    port: int
+    payload: bytes
+    stream: bool
+    concurrency: int
+    warmup: float
+    duration: float
+    max_requests: int
+    timeout: float
+    watches: list[Watch]
+    latencies: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+    sent = 0
+    completed = 0
+    window_open = False
+    stopping = False
+    t0 = 0.0
+    t1 = 0.0
+    conns: list[Conn] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    async def connect(self) -> Conn:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: Conn(self.stream), self.host, self.port)
+        self.conns.append(conn)
+        return conn
+
+    async def worker(self) -> None:
+        conn: Conn | None = None
+        while not self.stopping and self.sent < self.max_requests:
+            if conn is None or conn.closed:
+                try:
+                    conn = await self.connect()
+                except OSError:
+                    self.fail("connect")
+                    await asyncio.sleep(0.05)
+                    continue
+            self.sent += 1
+            try:
+                outcome = await conn.request(self.payload)
+            except Exception:  # a bug here must show as a failure, not as silence
+                outcome = Outcome(False, "client_error")
+            end = time.perf_counter()
+            if not outcome.ok:
+                self.fail(outcome.reason)
+                conn.close()
+                conn = None
+                continue
+            self.completed += 1
+            if self.window_open:
+                self.latencies.append(end - conn.started)
+                if outcome.ttft is not None:
+                    self.ttfts.append(outcome.ttft)
+        if conn is not None:
+            conn.close()
+
+    async def watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.perf_counter()
+            for conn in self.conns:
+                if conn.future is not None and now - conn.started > self.timeout:
+                    conn._finish(Outcome(False, "timeout"))
+                    conn.close()
+            self.conns = [c for c in self.conns if not c.closed]
+
+    def sample(self) -> tuple[dict[str, float], dict[int, float]]:
+        return {w.name: w.read() for w in self.watches}, procs.cpu_busy()
+
+    async def run(self) -> dict[str, Any]:
+        workers = [asyncio.ensure_future(self.worker()) for _ in range(self.concurrency)]
+        dog = asyncio.ensure_future(self.watchdog())
+        await asyncio.sleep(self.warmup)
+        cpu0, busy0 = self.sample()
+        self.t0, self.window_open = time.perf_counter(), True
+        await asyncio.sleep(self.duration)
+        self.t1, self.window_open = time.perf_counter(), False
+        cpu1, busy1 = self.sample()
+        in_window = len(self.latencies)
+        self.stopping = True
+        _, pending = await asyncio.wait(workers, timeout=self.timeout + 5)
+        for task in pending:
+            task.cancel()
+            self.fail("unfinished")
+        dog.cancel()
+        for conn in self.conns:
+            conn.close()
+        window = self.t1 - self.t0
+        return {
+            "concurrency": self.concurrency,
+            "stream": self.stream,
+            "window_s": round(window, 3),
+            "requests": in_window,
+            "requests_total": self.completed,
+            "rps": round(in_window / window, 1) if window > 0 else 0.0,
+            "latency_ms": percentiles(self.latencies),
+            "ttft_ms": percentiles(self.ttfts) if self.stream else None,
+            "failures": sum(self.failures.values()),
+            "failure_kinds": self.failures,
+            "cpu_s": {name: round(cpu1[name] - cpu0[name], 3) for name in cpu0},
+            "core_busy_s": {str(c): round(busy1[c] - busy0.get(c, 0.0), 3) for c in busy1},
+        }
+
+
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+    return {
+        "p50": at(0.50),
+        "p90": at(0.90),
+        "p99": at(0.99),
+        "max": round(ordered[-1] * 1000, 3),
+        "mean": round(sum(ordered) / len(ordered) * 1000, 3),
+    }
+
+
+def build_request(url: str, body: bytes, headers: list[str]) -> tuple[str, int, bytes]:
+    parts = urlsplit(url)
+    if parts.hostname != "127.0.0.1" or parts.port is None:
+        raise SystemExit("loopback only: the URL must be http://127.0.0.1:PORT/...")
+    lines = [
+        f"POST {parts.path} HTTP/1.1",
+        f"Host: 127.0.0.1:{parts.port}",
+        "Content-Type: application/json",
+        "Accept: */*",
+        f"Content-Length: {len(body)}",
+        *headers,
+    ]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return "127.0.0.1", parts.port, head + body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--body-file", type=Path, required=True)
+    parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("-c", "--concurrency", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--max-requests", type=int, default=2_000_000)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--watch", action="append", default=[], help="name=PID or name=pg:DATABASE")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    body = args.body_file.read_bytes()
+    host, port, payload = build_request(args.url, body, args.header)
+    run = Run(
+        host=host,
+        port=port,
+        payload=payload,
+        stream=orjson.loads(body).get("stream") is True,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        duration=min(args.duration, 300.0),
+        max_requests=args.max_requests,
+        timeout=args.timeout,
+        watches=[Watch.parse(spec) for spec in args.watch],
+    )
+    result = uvloop.run(run.run())
+    data = orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    if args.out is not None:
+        args.out.write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data + b"\n")
+
+
+if __name__ == "__main__":
+    main()

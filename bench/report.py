@@ -1,0 +1,209 @@
+"""Numbers derived from the load generator's output, the goals of issue 4, the printed table.
+
+Per scenario and target: requests per second, latency p50/p99, latency added
+over `direct` (the fake upstream called without a proxy), the server's CPU
+milliseconds per request (its process tree, workers included), the CPU of its
+PostgreSQL backends per request, and failures. Streams add the time to the
+first content token (TTFT) and the TTFT added over direct.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.scenarios import CHUNKS
+
+DIRECT = "direct"
+BARE = "bare proxy"
+PG = "ai-service[pg]"
+SQLITE = "ai-service[sqlite]"
+
+
+def _sub(a: dict[str, float] | None, b: dict[str, float] | None, key: str) -> float | None:
+    if not a or not b:
+        return None
+    return round(a[key] - b[key], 3)
+
+
+def _db_per_request(raw: dict[str, Any]) -> dict[str, float] | None:
+    """PostgreSQL counters per request over the whole run (warm-up included; approximate)."""
+    stats, total = raw.get("pg_stats"), raw.get("requests_total")
+    if not stats or not total:
+        return None
+    per = {k: round(v / total, 3) for k, v in stats.items()}
+    per["commit_ms"] = raw.get("pg_commit_ms")
+    return per
+
+
+def derive(
+    raw: dict[str, Any], direct: dict[str, Any] | None, server_core: int | None = None
+) -> dict[str, Any]:
+    """The reported numbers of one (scenario, target) run."""
+    requests = raw["requests"] or 0
+    cpu = raw["cpu_s"]
+    window = raw["window_s"] or 1.0
+    row: dict[str, Any] = {
+        "rps": raw["rps"],
+        "requests": requests,
+        "latency_ms": raw["latency_ms"],
+        "ttft_ms": raw["ttft_ms"],
+        "failures": raw["failures"],
+        "failure_kinds": raw["failure_kinds"],
+        "cpu_ms_per_request": round(cpu["server"] * 1000 / requests, 3) if requests else None,
+        "server_core_busy_pct": round(cpu["server"] / window * 100, 1),
+        "others_on_server_core_pct": (
+            round((raw["core_busy_s"][str(server_core)] - cpu["server"]) / window * 100, 1)
+            if server_core is not None and str(server_core) in raw["core_busy_s"]
+            else None
+        ),
+        "db_cpu_ms_per_request": (
+            round(cpu["db"] * 1000 / requests, 3) if "db" in cpu and requests else None
+        ),
+        "upstream_cpu_ms_per_request": (
+            round(cpu["upstream"] * 1000 / requests, 3) if requests else None
+        ),
+        "core_busy_s": raw["core_busy_s"],
+        "db_per_request": _db_per_request(raw),
+        "window_s": window,
+    }
+    if direct is not None:
+        for name, field in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
+            for q in ("p50", "p99"):
+                row[f"added_{name}_{q}_ms"] = _sub(raw[field], direct[field], q)
+        row["throughput_vs_direct"] = (
+            round(raw["rps"] / direct["rps"], 4) if direct["rps"] else None
+        )
+    return row
+
+
+def _get(results: dict[str, dict[str, Any]], scenario: str, target: str) -> dict[str, Any] | None:
+    return results.get(scenario, {}).get(target)
+
+
+def goals(results: dict[str, dict[str, Any]], target: str = PG) -> list[dict[str, Any]]:
+    """Issue 4's goals, evaluated on `target` (met: True/False, or None when not measured)."""
+    out: list[dict[str, Any]] = []
+
+    def add(goal: str, limit: str, value: float | None, met: bool | None, unit: str = "") -> None:
+        shown = None if value is None else round(value, 3)
+        out.append({"goal": goal, "limit": limit, "measured": shown, "unit": unit, "met": met})
+
+    gw, bare = _get(results, "json-c64", target), _get(results, "json-c64", BARE)
+    ratio = None
+    if gw and bare and gw["cpu_ms_per_request"] and bare["cpu_ms_per_request"]:
+        ratio = gw["cpu_ms_per_request"] / bare["cpu_ms_per_request"]
+    add(
+        "CPU per non-streamed request at c=64, vs bare proxy",
+        "<= 3x",
+        ratio,
+        None if ratio is None else ratio <= 3.0,
+        "x",
+    )
+    one = _get(results, "json-c1", target)
+    for q, limit in (("p50", 2.0), ("p99", 5.0)):
+        value = one.get(f"added_latency_{q}_ms") if one else None
+        add(
+            f"latency added over direct at c=1, {q}",
+            f"<= {limit:g} ms",
+            value,
+            None if value is None else value <= limit,
+            "ms",
+        )
+    slow = _get(results, "json-c64-delay200", target)
+    value = slow.get("throughput_vs_direct") if slow else None
+    add(
+        "throughput with a 200 ms upstream at c=64, vs direct",
+        ">= 97%",
+        None if value is None else value * 100,
+        None if value is None else value >= 0.97,
+        "%",
+    )
+    stream = _get(results, "sse-c1", target)
+    value = stream.get("added_ttft_p50_ms") if stream else None
+    add(
+        f"time to first token added over direct ({CHUNKS}-chunk stream, c=1, p50)",
+        "<= 2 ms",
+        value,
+        None if value is None else value <= 2.0,
+        "ms",
+    )
+    gw, bare = _get(results, "sse-c64", target), _get(results, "sse-c64", BARE)
+    ratio = None
+    if gw and bare and gw["cpu_ms_per_request"] and bare["cpu_ms_per_request"]:
+        ratio = gw["cpu_ms_per_request"] / bare["cpu_ms_per_request"]
+    add(
+        "CPU per stream at c=64, vs bare proxy",
+        "<= 1.5x",
+        ratio,
+        None if ratio is None else ratio <= 1.5,
+        "x",
+    )
+    failures = sum(row["failures"] for rows in results.values() for row in rows.values())
+    add("failed requests and truncated streams, all runs", "0", failures, failures == 0)
+    return out
+
+
+def _num(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def table(results: dict[str, dict[str, Any]], titles: dict[str, str]) -> str:
+    """The results as a plain-text table, one block per scenario."""
+    lines: list[str] = []
+    for scenario, rows in results.items():
+        stream = any(row["ttft_ms"] for row in rows.values())
+        lines.append(f"{scenario}: {titles.get(scenario, '')}")
+        head = f"  {'target':<26}{'rps':>7}{'p50':>9}{'p99':>9}{'+p50':>9}{'+p99':>9}"
+        if stream:
+            head += f"{'ttft50':>8}{'+ttft50':>9}{'+ttft99':>9}"
+        head += f"{'CPU/req':>9}{'DB/req':>8}{'core%':>6}{'other%':>7}{'vs dir':>8}{'fail':>5}"
+        lines.append(head)
+        for target, row in rows.items():
+            lat = row["latency_ms"] or {}
+            line = (
+                f"  {target:<26}{row['rps']:>7.0f}{_num(lat.get('p50')):>9}"
+                f"{_num(lat.get('p99')):>9}"
+                f"{_num(row.get('added_latency_p50_ms'), signed=True):>9}"
+                f"{_num(row.get('added_latency_p99_ms'), signed=True):>9}"
+            )
+            if stream:
+                ttft = row["ttft_ms"] or {}
+                line += (
+                    f"{_num(ttft.get('p50')):>8}"
+                    f"{_num(row.get('added_ttft_p50_ms'), signed=True):>9}"
+                    f"{_num(row.get('added_ttft_p99_ms'), signed=True):>9}"
+                )
+            ratio = row.get("throughput_vs_direct")
+            others = row.get("others_on_server_core_pct")
+            line += (
+                f"{_num(row['cpu_ms_per_request'], 3):>9}"
+                f"{_num(row['db_cpu_ms_per_request'], 3):>8}"
+                f"{row['server_core_busy_pct']:>6.0f}"
+                f"{'-' if others is None else f'{others:.0f}':>7}"
+                f"{'-' if ratio is None else f'{ratio * 100:.1f}%':>8}"
+                f"{row['failures']:>5}"
+            )
+            lines.append(line)
+        lines.append("")
+    lines += [
+        "rps: requests (streams) per second; p50/p99: latency of the whole answer, ms; "
+        "+p50/+p99: added over direct, ms;",
+        "ttft50: ms to the first content token; +ttft50/+ttft99: added over direct; "
+        "CPU/req: the server's process tree,",
+        "CPU ms per request; DB/req: its PostgreSQL backends' CPU ms per request; "
+        "core%: the server's CPU time / wall time;",
+        "other%: other processes' share of the server's core; vs dir: throughput / direct's; "
+        "fail: failed or truncated.",
+    ]
+    return "\n".join(lines)
+
+
+def goals_text(rows: list[dict[str, Any]], target: str) -> str:
+    lines = [f"Goals of issue 4 ({target}, one core):"]
+    for g in rows:
+        status = {True: "met", False: "NOT MET", None: "not measured"}[g["met"]]
+        value = "-" if g["measured"] is None else f"{g['measured']}{g['unit']}"
+        lines.append(f"  [{status:^12}] {g['goal']}: {value} (goal {g['limit']})")
+    return "\n".join(lines)

@@ -1,0 +1,266 @@
+"""`make bench`: direct vs bare proxy vs ai-service, on loopback, with billing on.
+
+    python -m bench.run                 # full run, about 6 minutes
+    python -m bench.run --quick         # about 80 s: 0.5 s warm-up + 1.5 s per run, no workers row
+    python -m bench.run --ref HEAD      # the committed code, not the working tree
+    python -m bench.run --profile       # py-spy profile of ai-service[pg] under json-c64
+
+Prints a table and the goals of issue 4, and saves everything as JSON in
+bench/results/<date>-<commit>.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import machine, procs, report, targets
+from bench.scenarios import CHUNK_INTERVAL_MS, CHUNKS, FULL, QUICK, SCENARIOS, Scenario, Timing
+
+RESULTS = procs.ROOT / "bench" / "results"
+TARGET_KEYS = ("direct", "bare", "pg", "sqlite", "pg-workers")
+
+TargetFactory = Callable[[], AbstractContextManager[targets.Target]]
+
+
+@dataclass
+class Bench:
+    """What every run of one bench invocation shares."""
+
+    upstream: targets.Upstream
+    server_core: int | None
+    load_core: int | None
+    tmp: Path
+    src: Path | None  # the ai_service sources to run (None: the installed package)
+
+    def gateway(self, kind: str, label: str, workers: int = 1) -> TargetFactory:
+        @contextlib.contextmanager
+        def start() -> Iterator[targets.Target]:
+            with targets.database(kind, self.tmp) as (url, pg_name):
+                key = targets.prepare(url, self.upstream, self.tmp, self.src)
+                with targets.ai_service(
+                    label, url, pg_name, key, self.upstream, self.server_core, self.tmp,
+                    self.src, workers=workers,
+                ) as target:  # fmt: skip
+                    yield target
+
+        return start
+
+    def load(self, target: targets.Target, scenario: Scenario, timing: Timing) -> dict[str, Any]:
+        """One load-generator run against `target`; returns the generator's JSON."""
+        self.upstream.configure(scenario.delay_ms, CHUNKS, CHUNK_INTERVAL_MS)
+        body = self.tmp / f"{scenario.key}.json"
+        body.write_bytes(scenario.body())
+        out = self.tmp / "load.json"
+        out.unlink(missing_ok=True)
+        args = [
+            "--url", target.url,
+            "--body-file", str(body),
+            "-c", str(scenario.concurrency),
+            "--warmup", str(timing.warmup),
+            "--duration", str(timing.duration),
+            "--watch", f"upstream={self.upstream.proc.pid}",
+            "--out", str(out),
+        ]  # fmt: skip
+        if target.pid is not None:
+            args += ["--watch", f"server={target.pid}"]
+        if target.database is not None:
+            args += ["--watch", f"db=pg:{target.database}"]
+        for header in target.headers:
+            args += ["--header", header]
+        before = targets.pg_stats(target.database) if target.database else None
+        proc = procs.spawn(
+            targets.python_module("bench.loadgen", *args), core=self.load_core, log=None
+        )
+        deadline = time.monotonic() + timing.warmup + timing.duration + 90
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                procs.stop(proc)
+                raise RuntimeError(f"{target.name} {scenario.key}: the load generator hung")
+            if target.database is not None:  # keep the gateway's core to itself
+                procs.pin(procs.pg_backends(target.database), self.load_core)
+            time.sleep(0.25)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"{target.name} {scenario.key}: the load generator failed")
+        result: dict[str, Any] = orjson.loads(out.read_bytes())
+        if target.database is not None and before is not None:
+            time.sleep(1.2)  # backends flush their statistics about once a second
+            after = targets.pg_stats(target.database)
+            if after is not None:
+                result["pg_stats"] = {k: after[k] - before.get(k, 0) for k in after}
+            result["pg_commit_ms"] = targets.COMMIT_MS.get(target.database)
+        return result
+
+    def plan(self, chosen: list[str], workers: int) -> list[tuple[str, TargetFactory, bool]]:
+        """(label, start, workers-row only) for each chosen target, in run order."""
+        steps: list[tuple[str, TargetFactory, bool]] = []
+        for key in chosen:
+            if key == "direct":
+                steps.append(("direct", lambda: targets.direct(self.upstream), False))
+            elif key == "bare":
+
+                def bare() -> AbstractContextManager[targets.Target]:
+                    return targets.bare_proxy(self.upstream, self.server_core, self.tmp)
+
+                steps.append((report.BARE, bare, False))
+            elif key == "pg":
+                steps.append((report.PG, self.gateway("pg", report.PG), False))
+            elif key == "sqlite":
+                steps.append((report.SQLITE, self.gateway("sqlite", report.SQLITE), False))
+            elif key == "pg-workers" and workers > 1:
+                label = f"ai-service[pg] {workers} workers"
+                steps.append((label, self.gateway("pg", label, workers), True))
+        return steps
+
+
+@contextlib.contextmanager
+def bench(ref: str | None) -> Iterator[tuple[Bench, str | None]]:
+    """The fake upstream and the sources to run; yields the bench and the commit of `ref`."""
+    server, load = procs.cores()
+    procs.pin([0], load)  # this process (mostly idle) stays off the server's core
+    with tempfile.TemporaryDirectory(prefix="ai-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if ref is not None:
+            src, commit = targets.export_source(ref, tmp / "source")
+        else:
+            src, commit = targets.snapshot_source(tmp / "source"), None
+        with targets.fake_upstream(load, tmp) as upstream:
+            yield Bench(upstream, server, load, tmp, src), commit
+
+
+def measure(
+    b: Bench, chosen: list[str], scenarios: list[Scenario], timing: Timing, workers: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every (target, scenario) run: (derived rows, raw load-generator output)."""
+    results: dict[str, dict[str, Any]] = {s.key: {} for s in scenarios}
+    raw: dict[str, dict[str, Any]] = {s.key: {} for s in scenarios}
+    for label, start, workers_only in b.plan(chosen, workers):
+        todo = [s for s in scenarios if s.workers_row or not workers_only]
+        if not todo:
+            continue
+        with start() as target:
+            for scenario in todo:
+                print(f"  {label:<28} {scenario.key:<18}", end="", flush=True)
+                out = b.load(target, scenario, timing)
+                raw[scenario.key][label] = out
+                direct = raw[scenario.key].get("direct") if label != "direct" else None
+                core = None if label == "direct" else b.server_core
+                row = report.derive(out, direct, core)
+                results[scenario.key][label] = row
+                busy = " ".join(
+                    f"cpu{c} {s / row['window_s'] * 100:.0f}%"
+                    for c, s in row["core_busy_s"].items()
+                )
+                print(
+                    f"{row['rps']:>8.0f} rps {row['cpu_ms_per_request'] or 0:7.3f} ms CPU/req "
+                    f"{row['failures']:>3} failed  ({busy})"
+                )
+    return results, raw
+
+
+def keep_logs(tmp: Path, info: dict[str, Any]) -> Path:
+    """Copy the servers' logs out of the temporary directory (outside the repository)."""
+    name = machine.result_name(info, False).removesuffix(".json")
+    into = Path(tempfile.gettempdir()) / f"ai-bench-logs-{name}"
+    into.mkdir(exist_ok=True)
+    for log in tmp.glob("*.log"):
+        shutil.copy(log, into / log.name)
+    return into
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short windows, no workers row")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per run")
+    parser.add_argument("--duration", type=float, help="seconds measured per run")
+    parser.add_argument("--targets", help=f"comma-separated, of {','.join(TARGET_KEYS)}")
+    parser.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS))
+    parser.add_argument("--workers", type=int, default=2, help="workers of the extra row")
+    parser.add_argument("--ref", help="bench this git revision's src/ (e.g. HEAD)")
+    parser.add_argument("--out", type=Path, help="JSON path (default bench/results/...)")
+    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--profile", nargs="?", const="json-c64", metavar="SCENARIO")
+    parser.add_argument("--profile-seconds", type=float, default=15.0)
+    args = parser.parse_args(argv)
+
+    if args.profile:
+        from bench import profile
+
+        return profile.main(args.profile, args.profile_seconds, args.ref)
+
+    base = QUICK if args.quick else FULL
+    timing = Timing(args.warmup or base.warmup, args.duration or base.duration)
+    if args.targets is None:
+        chosen = [k for k in TARGET_KEYS if not (args.quick and k == "pg-workers")]
+    else:
+        chosen = [k for k in args.targets.split(",") if k]
+    unknown = set(chosen) - set(TARGET_KEYS)
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    scenarios = [s for s in SCENARIOS if s.key in args.scenarios.split(",")]
+    if {"pg", "pg-workers"} & set(chosen) and targets.pg_version() is None:
+        print("warning: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL rows are skipped")
+        chosen = [k for k in chosen if k not in ("pg", "pg-workers")]
+
+    started = time.monotonic()
+    with bench(args.ref) as (b, commit):
+        if b.server_core is None:
+            print(
+                "warning: fewer than 2 CPUs: nothing is pinned; CPU per request is still measured"
+            )
+        info = machine.describe(b.server_core, b.load_core, args.ref, commit)
+        print(machine.summary(info))
+        try:
+            results, raw = measure(b, chosen, scenarios, timing, args.workers)
+        finally:
+            logs = keep_logs(b.tmp, info)
+        info["background_load_after"] = machine.background_busy()
+
+    print()
+    print(report.table(results, {s.key: s.title for s in scenarios}))
+    evaluated = {}
+    for label in (report.PG, report.SQLITE):
+        if any(label in rows for rows in results.values()):
+            evaluated[label] = report.goals(results, label)
+            print()
+            print(report.goals_text(evaluated[label], label))
+    data = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "timing": {"warmup_s": timing.warmup, "duration_s": timing.duration},
+        "fake_upstream": {"chunks": CHUNKS, "chunk_interval_ms": CHUNK_INTERVAL_MS},
+        "scenarios": {s.key: {"title": s.title, "concurrency": s.concurrency,
+                              "stream": s.stream, "upstream_delay_ms": s.delay_ms}
+                      for s in scenarios},
+        "machine": info,
+        "results": results,
+        "goals": evaluated,
+        "raw": raw,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }  # fmt: skip
+    if not args.no_save:
+        path = args.out or RESULTS / machine.result_name(info, args.quick)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        shown = path.relative_to(procs.ROOT) if path.is_relative_to(procs.ROOT) else path
+        print(f"\nsaved {shown}; server logs in {logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,67 @@
+"""What the bench measures: the scenarios, the request bodies, and the run's timing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+CHUNKS = 24  # content chunks of every streamed answer (and words of every answer)
+CHUNK_INTERVAL_MS = 2.0  # pause between two stream events of the fake upstream
+MODEL = "gpt-5.4-mini"
+
+MESSAGES = [
+    {
+        "role": "system",
+        "content": "You are a concise assistant. Answer in one or two sentences, "
+        "without lists, and say so when you do not know.",
+    },
+    {"role": "user", "content": "What is the capital of France, and why is it famous?"},
+    {"role": "assistant", "content": "Paris; it is known for its art, food and history."},
+    {"role": "user", "content": "Name one museum there that I should visit first."},
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    key: str
+    title: str
+    stream: bool
+    concurrency: int
+    delay_ms: float = 0.0
+    workers_row: bool = False  # also run against the --workers N gateway
+
+    def body(self) -> bytes:
+        body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 256}
+        if self.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return orjson.dumps(body)
+
+
+SCENARIOS = [
+    Scenario("json-c1", "non-streamed, 1 concurrent request", False, 1),
+    Scenario("json-c64", "non-streamed, 64 concurrent requests", False, 64, workers_row=True),
+    Scenario(
+        "json-c64-delay200",
+        "non-streamed, upstream answers after 200 ms, 64 concurrent requests",
+        False,
+        64,
+        delay_ms=200.0,
+        workers_row=True,
+    ),
+    Scenario("sse-c1", f"stream of {CHUNKS} chunks, 1 concurrent stream", True, 1),
+    Scenario(
+        "sse-c64", f"stream of {CHUNKS} chunks, 64 concurrent streams", True, 64, workers_row=True
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    warmup: float
+    duration: float
+
+
+FULL = Timing(warmup=2.0, duration=10.0)
+QUICK = Timing(warmup=0.5, duration=1.5)
