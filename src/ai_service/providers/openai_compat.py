@@ -1,9 +1,17 @@
 """The adapter shared by every OpenAI-compatible upstream (OpenAI, Mistral, Together, DeepSeek).
 
 The client's body goes upstream as it is, apart from the model id, the output
-limit the gateway reserved for, and `stream_options` (usage is always asked
-for where the provider supports it). Each provider's documented differences
-are a `Quirks` value, declared in that provider's own module.
+limit the gateway reserved for, `stream_options` (usage is always asked for
+where the provider accepts the option) and each provider's documented
+differences. Those differences are a `Quirks` value, declared in the
+provider's own module: plain data for the common kinds (renamed or rejected
+fields, role and enum values, per-role message fields) and one pure `rewrite`
+hook for the rest.
+
+Answers are normalized back to OpenAI's shape: the reasoning text always in
+`reasoning_content`, OpenAI's finish reasons, string content and tool-call
+arguments, indexed tool-call deltas, and stream usage on a chunk of its own
+(`choices: []`) wherever the provider sends it.
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ from ai_service.providers.base import (
     UpstreamRequest,
     Usage,
 )
-from ai_service.providers.errors import map_status, upstream_message
+from ai_service.providers.errors import map_status, parse_error_body, redact
 
 BodyHook = Callable[[JsonObject, ChatRequest], None]
+
+# top-level fields copied onto the usage chunk split off a provider's last chunk
+_CHUNK_HEAD = ("id", "object", "created", "model", "system_fingerprint")
 
 
 def _no_hook(_body: JsonObject, _req: ChatRequest) -> None:
@@ -37,83 +48,166 @@ def _no_hook(_body: JsonObject, _req: ChatRequest) -> None:
 class Quirks:
     """How one OpenAI-compatible provider differs from OpenAI's own API."""
 
+    # -- request --
     # field that carries the output limit: "max_tokens" or "max_completion_tokens"
     limit_field: str = "max_tokens"
-    # models (by prefix) that take max_completion_tokens instead of max_tokens
-    completion_limit_prefixes: tuple[str, ...] = ()
     # whether `stream_options: {"include_usage": true}` is accepted
     stream_usage_option: bool = True
+    # whether the `developer` role is accepted; if not it is sent as `system`
+    developer_role: bool = True
+    # OpenAI field -> the provider's name for it (the provider's own name wins if both are sent)
+    renamed_fields: Mapping[str, str] = field(default_factory=dict)
     # request fields the provider rejects, dropped before sending
     dropped_fields: frozenset[str] = frozenset()
+    # if set, the only top-level fields the provider accepts (it rejects any other)
+    accepted_fields: frozenset[str] | None = None
+    # role -> the only message fields the provider accepts for it
+    message_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # string `tool_choice` values the provider spells differently
+    tool_choices: Mapping[str, str] = field(default_factory=dict)
+    # `reasoning_effort` values the provider spells differently (None: drop the field)
+    reasoning_efforts: Mapping[str, str | None] = field(default_factory=dict)
     # last-minute provider-specific rewrite of the body (pure; mutates the copy)
     rewrite: BodyHook = field(default=_no_hook)
+    # -- response --
+    # the provider's name for the reasoning text of a message or delta
+    reasoning_field: str = "reasoning_content"
+    # the provider's finish reasons that OpenAI spells differently
+    finish_reasons: Mapping[str, str] = field(default_factory=dict)
+    # streamed tool calls arrive whole, without a reliable `index`: number them
+    index_tool_calls: bool = False
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _detail(data: Mapping[str, Any], outer: str, inner: str) -> int:
+    details = data.get(outer)
+    return _count(details.get(inner)) if isinstance(details, dict) else 0
 
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
-    """Normalize an OpenAI-style usage object (with DeepSeek's cache fields)."""
-    prompt = int(data.get("prompt_tokens") or 0)
-    completion = int(data.get("completion_tokens") or 0)
-    cached = 0
-    details = data.get("prompt_tokens_details")
-    if isinstance(details, dict):
-        cached = int(details.get("cached_tokens") or 0)
-    hit = data.get("prompt_cache_hit_tokens")
+    """Normalize an OpenAI-style usage object (OpenAI's details, DeepSeek's cache fields)."""
+    hit, miss = data.get("prompt_cache_hit_tokens"), data.get("prompt_cache_miss_tokens")
+    prompt = _count(data.get("prompt_tokens")) or _count(hit) + _count(miss)
     if hit is not None:
-        cached = int(hit)
-    reasoning = 0
-    out_details = data.get("completion_tokens_details")
-    if isinstance(out_details, dict):
-        reasoning = int(out_details.get("reasoning_tokens") or 0)
+        cached = _count(hit)
+    else:
+        cached = _detail(data, "prompt_tokens_details", "cached_tokens")
     cached = min(cached, prompt)
     return Usage(
         input_tokens=prompt - cached,
         cache_read_tokens=cached,
-        output_tokens=completion,
-        reasoning_tokens=reasoning,
+        output_tokens=_count(data.get("completion_tokens")),
+        reasoning_tokens=_detail(data, "completion_tokens_details", "reasoning_tokens"),
     )
 
 
+def _message(message: object, quirks: Quirks) -> object:
+    if not isinstance(message, dict):
+        return message
+    role = message.get("role")
+    if role == "developer" and not quirks.developer_role:
+        message = {**message, "role": "system"}
+        role = "system"
+    allowed = quirks.message_fields.get(role) if isinstance(role, str) else None
+    if allowed is not None and not allowed.issuperset(message):
+        message = {key: value for key, value in message.items() if key in allowed}
+    return message
+
+
 def build_body(req: ChatRequest, quirks: Quirks) -> JsonObject:
-    """The upstream JSON body for a client's request (a shallow copy, never the original)."""
+    """The upstream JSON body for a client's request (a copy: `req.body` is never changed)."""
     body = dict(req.body)
     body["model"] = req.model
-    for name in quirks.dropped_fields:
-        body.pop(name, None)
-    limit_field = quirks.limit_field
-    if quirks.completion_limit_prefixes and req.model.startswith(quirks.completion_limit_prefixes):
-        limit_field = "max_completion_tokens"
     body.pop("max_tokens", None)
     body.pop("max_completion_tokens", None)
-    body[limit_field] = req.max_output_tokens
+    body[quirks.limit_field] = req.max_output_tokens
+    options = body.pop("stream_options", None)
+    body.pop("stream", None)
     if req.stream:
         body["stream"] = True
-        if quirks.stream_usage_option:
-            options = body.get("stream_options")
-            options = dict(options) if isinstance(options, dict) else {}
-            options["include_usage"] = True
-            body["stream_options"] = options
+        if quirks.stream_usage_option:  # usage always, whether or not the client asked
+            options = options if isinstance(options, dict) else {}
+            body["stream_options"] = {**options, "include_usage": True}
+    for name, native in quirks.renamed_fields.items():
+        if name in body:
+            value = body.pop(name)
+            body.setdefault(native, value)
+    choice = body.get("tool_choice")
+    if isinstance(choice, str) and choice in quirks.tool_choices:
+        body["tool_choice"] = quirks.tool_choices[choice]
+    effort = body.get("reasoning_effort")
+    if isinstance(effort, str) and effort in quirks.reasoning_efforts:
+        mapped = quirks.reasoning_efforts[effort]
+        if mapped is None:
+            del body["reasoning_effort"]
         else:
-            body.pop("stream_options", None)
-    else:
-        body.pop("stream", None)
-        body.pop("stream_options", None)
+            body["reasoning_effort"] = mapped
+    messages = body.get("messages")
+    if isinstance(messages, list) and (quirks.message_fields or not quirks.developer_role):
+        body["messages"] = [_message(message, quirks) for message in messages]
+    for name in quirks.dropped_fields:
+        body.pop(name, None)
+    if quirks.accepted_fields is not None:
+        body = {key: value for key, value in body.items() if key in quirks.accepted_fields}
     quirks.rewrite(body, req)
     return body
 
 
+def _parts_text(parts: list[Any], kind: str) -> str:
+    """The text of the `kind` parts of a content list (Mistral's text / thinking chunks)."""
+    texts: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict) or part.get("type") != kind:
+            continue
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "thinking" and isinstance(part.get(kind), list):
+            texts.append(_parts_text(part[kind], "text"))
+    return "".join(texts)
+
+
+def normalize_message(message: JsonObject, quirks: Quirks) -> JsonObject:
+    """Put a response message or stream delta in OpenAI's shape, in place; returns it."""
+    if quirks.reasoning_field != "reasoning_content" and quirks.reasoning_field in message:
+        message["reasoning_content"] = message.pop(quirks.reasoning_field)
+    content = message.get("content")
+    if isinstance(content, list):
+        message["content"] = _parts_text(content, "text")
+        thinking = _parts_text(content, "thinking")
+        if thinking:
+            message["reasoning_content"] = message.get("reasoning_content") or thinking
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), dict):
+            function["arguments"] = orjson.dumps(function["arguments"]).decode()
+    return message
+
+
+def _choice(choice: object, part: str, quirks: Quirks) -> JsonObject | None:
+    """Normalize one choice in place; returns its `part` (`message` or `delta`) if any."""
+    if not isinstance(choice, dict):
+        return None
+    reason = choice.get("finish_reason")
+    if isinstance(reason, str) and reason in quirks.finish_reasons:
+        choice["finish_reason"] = quirks.finish_reasons[reason]
+    inner = choice.get(part)
+    return normalize_message(inner, quirks) if isinstance(inner, dict) else None
+
+
 def _generated(delta: Mapping[str, Any]) -> tuple[str, int]:
-    text = delta.get("content")
-    text = text if isinstance(text, str) else ""
-    count = len(text)
+    """The text delta and the count of generated characters (text, reasoning, tool calls)."""
+    text = delta["content"] if isinstance(delta.get("content"), str) else ""
     reasoning = delta.get("reasoning_content")
-    if isinstance(reasoning, str):
-        count += len(reasoning)
-    tool_calls = delta.get("tool_calls")
-    if isinstance(tool_calls, list):
-        for call in tool_calls:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                count += len(function.get("arguments") or "") + len(function.get("name") or "")
+    count = len(text) + (len(reasoning) if isinstance(reasoning, str) else 0)
+    calls = delta.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            count += len(function.get("arguments") or "") + len(function.get("name") or "")
     return text, count
 
 
@@ -122,7 +216,9 @@ class CompatStreamParser:
 
     def __init__(self, adapter: OpenAICompatAdapter) -> None:
         self._adapter = adapter
+        self._quirks = adapter.quirks
         self._done = False
+        self._calls: dict[int, int] = {}  # choice index -> tool calls seen (index_tool_calls)
 
     @property
     def done(self) -> bool:
@@ -143,11 +239,41 @@ class CompatStreamParser:
         usage_data = chunk.get("usage")
         usage = parse_usage(usage_data) if isinstance(usage_data, dict) else None
         choices = chunk.get("choices")
-        if not choices:
+        if not isinstance(choices, list) or not choices:
             return [StreamEvent(chunk, usage=usage, usage_only=usage is not None)]
-        delta = choices[0].get("delta") or {}
-        text, count = _generated(delta)
-        return [StreamEvent(chunk, text=text, generated=count, usage=usage)]
+        text, count = "", 0
+        for position, choice in enumerate(choices):
+            delta = _choice(choice, "delta", self._quirks)
+            if delta is None:
+                continue
+            if self._quirks.index_tool_calls:
+                self._index_calls(choice.get("index", position), delta)
+            piece, generated = _generated(delta)
+            text, count = (piece if position == 0 else text), count + generated
+        if usage is None:
+            return [StreamEvent(chunk, text=text, generated=count)]
+        # usage rides on a chunk with choices (Mistral, Together, DeepSeek): split it off,
+        # so the client gets it where OpenAI puts it, and only when it asked for it
+        del chunk["usage"]
+        tail = {key: chunk[key] for key in _CHUNK_HEAD if key in chunk}
+        tail.update(choices=[], usage=usage_data)
+        return [
+            StreamEvent(chunk, text=text, generated=count),
+            StreamEvent(tail, usage=usage, usage_only=True),
+        ]
+
+    def _index_calls(self, choice: object, delta: JsonObject) -> None:
+        calls = delta.get("tool_calls")
+        key = choice if isinstance(choice, int) else 0
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict):
+                continue
+            seen = self._calls.get(key, 0)
+            if call.get("id"):
+                self._calls[key] = seen + 1
+                call["index"] = seen
+            else:
+                call["index"] = max(seen - 1, 0)
 
 
 class OpenAICompatAdapter:
@@ -170,8 +296,11 @@ class OpenAICompatAdapter:
         return UpstreamRequest(self._url, self._headers, orjson.dumps(body))
 
     def parse_response(self, data: JsonObject, _req: ChatRequest) -> ChatResult:
-        if not isinstance(data.get("choices"), list):
+        choices = data.get("choices")
+        if not isinstance(choices, list):
             raise UpstreamError(f"The {self.name} provider sent an answer without choices.")
+        for choice in choices:
+            _choice(choice, "message", self.quirks)
         usage_data = data.get("usage")
         usage = parse_usage(usage_data) if isinstance(usage_data, dict) else None
         return ChatResult(data, usage)
@@ -180,11 +309,9 @@ class OpenAICompatAdapter:
         return CompatStreamParser(self)
 
     def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ServiceError:
-        return map_status(self.name, status, upstream_message(body), headers)
+        return map_status(self.name, status, parse_error_body(body), headers, self.config.api_key)
 
     def stream_error(self, chunk: JsonObject) -> ServiceError:
         """The error an in-stream `{"error": ...}` event stands for."""
-        error = chunk.get("error")
-        message = error.get("message") if isinstance(error, dict) else None
-        text = message if isinstance(message, str) else "stream failed"
-        return UpstreamError(f"{self.name}: {text}")
+        text = parse_error_body(orjson.dumps(chunk)).message or "stream failed"
+        return UpstreamError(f"{self.name}: {redact(text, self.config.api_key)}")
