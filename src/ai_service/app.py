@@ -62,7 +62,9 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             upstream=Upstream(client, timeouts),
             adapters=providers.configured(settings),
             instance_id=settings.instance_id or uuid.uuid4().hex[:16],
-            ledger=await make_ledger(engine, settings.database_pool_size),
+            ledger=await make_ledger(
+                engine, settings.database_pool_size, settings.billing_synchronous_commit
+            ),
             limiter=build_limiter(settings),
         )
         try:

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///ai-service.db"
     database_pool_size: int = 20
+    # PostgreSQL: wait for the WAL flush of every reservation and settlement (an fsync a
+    # request); when off, a crash of the database server may lose its last moments of
+    # commits, always whole transactions, so the ledger stays consistent
+    billing_synchronous_commit: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1

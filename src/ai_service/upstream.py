@@ -123,42 +123,75 @@ class UpstreamStream:
         self.resp.close()
 
     async def events(self) -> AsyncIterator[list[StreamEvent]]:
-        """Yield the events of each SSE message; raises when the stream fails or stalls."""
+        """Yield the events of each read from the upstream; raises when it fails or stalls.
+
+        The body is read in whatever pieces the socket delivers and split into
+        SSE messages (blank-line separated) here, with one idle timer
+        rescheduled before each read.
+        """
         content = self.resp.content
         idle = self.timeouts.stream_idle
-        event: str | None = None
-        data: list[str] = []
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as timer:
+                async for batch in self._batches(content, timer, loop, idle):
+                    yield batch
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(
+                f"The {self.adapter.name} stream stalled for {idle:g} s."
+            ) from exc
+
+    async def _batches(
+        self,
+        content: aiohttp.StreamReader,
+        timer: asyncio.Timeout,
+        loop: asyncio.AbstractEventLoop,
+        idle: float,
+    ) -> AsyncIterator[list[StreamEvent]]:
         parser = self.parser
+        buffer = b""
         while True:
+            timer.reschedule(loop.time() + idle)
             try:
-                async with asyncio.timeout(idle):
-                    raw = await content.readline()
-            except TimeoutError as exc:
-                raise UpstreamTimeoutError(
-                    f"The {self.adapter.name} stream stalled for {idle:g} s."
-                ) from exc
+                piece = await content.readany()
             except (aiohttp.ClientError, OSError) as exc:
                 raise UpstreamError(f"The {self.adapter.name} stream was cut.") from exc
-            if not raw:
+            if not piece:
                 if parser.done:
                     return
                 raise UpstreamError(f"The {self.adapter.name} stream ended before it was done.")
-            line = raw.decode().rstrip("\r\n")
-            if line:
-                name, _, value = line.partition(":")
-                if value.startswith(" "):
-                    value = value[1:]
-                if name == "data":
-                    data.append(value)
-                elif name == "event":
-                    event = value
+            buffer += piece
+            if b"\r" in buffer:
+                buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if b"\n\n" not in buffer:
                 continue
-            if data:
-                events = parser.feed(event, "\n".join(data))
-                event, data = None, []
-                if events:
-                    yield events
+            *messages, buffer = buffer.split(b"\n\n")
+            batch: list[StreamEvent] = []
+            for message in messages:
+                batch.extend(parse_message(parser, message))
                 if parser.done:
-                    return
-            else:
-                event = None
+                    break
+            if batch:
+                timer.reschedule(None)  # the client's pace is not the upstream's stall
+                yield batch
+            if parser.done:
+                return
+
+
+def parse_message(parser: StreamParser, message: bytes) -> list[StreamEvent]:
+    """Feed one SSE message (its `event:` and `data:` lines) to the parser."""
+    event: str | None = None
+    data: list[str] = []
+    for line in message.decode().split("\n"):
+        if not line or line[0] == ":":
+            continue
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if not data:
+        return []
+    return parser.feed(event, "\n".join(data))

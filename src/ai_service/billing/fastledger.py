@@ -110,8 +110,16 @@ class PgLedger(SqlLedger):
         self.pool = pool
 
     @classmethod
-    async def connect(cls, engine: AsyncEngine, dsn: str, size: int) -> PgLedger:
-        pool = await asyncpg.create_pool(dsn, min_size=0, max_size=size)
+    async def connect(
+        cls, engine: AsyncEngine, dsn: str, size: int, synchronous_commit: bool
+    ) -> PgLedger:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=size,
+            reset=_keep_session,
+            server_settings={"synchronous_commit": "on" if synchronous_commit else "off"},
+        )
         return cls(engine, pool)
 
     async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
@@ -178,9 +186,20 @@ class PgLedger(SqlLedger):
         await self.pool.close()
 
 
-async def make_ledger(engine: AsyncEngine, pool_size: int) -> Ledger:
-    """The fastest ledger for the database behind `engine`."""
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's connections keep their session: the hot path sets no session state."""
+
+
+async def make_ledger(engine: AsyncEngine, pool_size: int, synchronous_commit: bool) -> Ledger:
+    """The fastest ledger for the database behind `engine`.
+
+    With `synchronous_commit` off, a reservation or settlement returns once it
+    is committed in PostgreSQL (atomic and visible to every instance), without
+    waiting for its WAL flush: a crash of the database server itself may lose
+    the last fraction of a second of commits, always whole transactions, so
+    every invariant of the ledger still holds after recovery.
+    """
     if engine.dialect.name == "postgresql":
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return await PgLedger.connect(engine, dsn, pool_size)
+        return await PgLedger.connect(engine, dsn, pool_size, synchronous_commit)
     return SqlLedger(engine)

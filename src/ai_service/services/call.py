@@ -114,10 +114,11 @@ class Call:
         if s.request_body is None:
             s.request_body, s.truncated = self.cap(self.request_text)
         claim = self.claim
-        stored = answer if s.status == "ok" else None
+        also: ledger.Hook | None = None
+        if claim is not None:
+            stored = answer if s.status == "ok" else None
 
-        async def also(conn: Any) -> None:
-            if claim is not None:
+            async def also(conn: Any) -> None:
                 await idempotency.complete(conn, claim, stored)
 
         if self.rate_tokens:
@@ -127,9 +128,8 @@ class Call:
                 limiter.settle_tokens(principal, principal.limits, self.rate_tokens, used)
             )
         task = self.state.spawn(self._settle(s, also))
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self.state.settings.settle_retry_seconds)
-        except TimeoutError:
+        done, _ = await asyncio.wait((task,), timeout=self.state.settings.settle_retry_seconds)
+        if not done:
             log.error("settlement delayed", extra={"request_id": self.request_id})
         self.state.metrics.settled(
             self.provider, self.stream, s, self.started, self.sent, not self._default_priced()
@@ -147,7 +147,7 @@ class Call:
             },
         )
 
-    async def _settle(self, s: ledger.Settlement, also: ledger.Hook) -> None:
+    async def _settle(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
         delay = 0.05
         while True:
             try:
