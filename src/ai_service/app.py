@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -34,8 +35,7 @@ from ai_service.auth import KeyStore
 from ai_service.billing.fastledger import make_ledger
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
-from ai_service.metrics import MetricsMiddleware
-from ai_service.middleware import RequestIdMiddleware
+from ai_service.middleware import RequestContextMiddleware
 from ai_service.ratelimit import build_limiter
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
@@ -72,6 +72,9 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         except DB_ERRORS:
             log.warning("database unreachable at startup; serving 503 until it answers")
         app.state.ai = state
+        # what startup built lives as long as the process: keep it out of every GC pass
+        gc.collect()
+        gc.freeze()
         alive = asyncio.ensure_future(
             instances.keep_alive(
                 engine,
@@ -151,6 +154,6 @@ def create_app(settings: Settings) -> FastAPI:
     static = StaticFiles(packages=[("ai_service", "static")])
     app.mount("/ai/admin/static", static, name="admin-static")
     app.state.templates = make_templates()
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.router.routes.insert(0, chat.chat_route())
+    app.add_middleware(RequestContextMiddleware)
     return app

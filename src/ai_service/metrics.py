@@ -32,11 +32,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ai_service.billing.ledger import Settlement
 from ai_service.billing.money import nano_to_usd
-from ai_service.providers import PATHS
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -190,36 +188,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsMiddleware:
-    """Counts every HTTP response and the chat requests in flight (pure ASGI)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = getattr(getattr(scope.get("app"), "state", None), "ai", None)
-        metrics: Metrics | None = getattr(state, "metrics", None)
-        if scope["type"] != "http" or metrics is None:
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        chat = CHAT_PATH.match(path)
-        code = "500"
-
-        async def send_counted(message: Message) -> None:
-            nonlocal code
-            if message["type"] == "http.response.start":
-                code = str(message["status"])
-            await send(message)
-
-        gauge = metrics.in_flight.labels(chat.group(1)) if chat and chat.group(1) in PATHS else None
-        if gauge is not None:
-            gauge.inc()
-        try:
-            await self.app(scope, receive, send_counted)
-        finally:
-            if gauge is not None:
-                gauge.dec()
-            metrics.responses.labels(route_of(path), code).inc()

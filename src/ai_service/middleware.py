@@ -1,4 +1,8 @@
-"""A pure ASGI middleware giving every request an id, echoed as `X-Request-ID`."""
+"""A pure ASGI middleware: the request id (echoed as `X-Request-ID`) and response counts.
+
+Chat requests pass straight through: their endpoint sets the header and
+counts itself, so the frames of a stream cross no extra wrapper.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ai_service.metrics import CHAT_PATH, Metrics, route_of
+
 _VALID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -14,7 +20,7 @@ def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
+class RequestContextMiddleware:
     """Takes a valid client `X-Request-ID` or makes one; stores it in scope state."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -30,14 +36,28 @@ class RequestIdMiddleware:
                 given = value if _VALID.match(value) else None
                 break
         echo = given if given is not None else new_request_id().encode()
-        scope.setdefault("state", {})["request_id"] = new_request_id()
-        scope["state"]["client_request_id"] = echo.decode()
+        state = scope.setdefault("state", {})
+        state["request_id"] = new_request_id()
+        state["client_request_id"] = echo.decode()
+        path: str = scope["path"]
+        if CHAT_PATH.match(path):
+            await self.app(scope, receive, send)
+            return
+        code = "500"
 
         async def send_with_id(message: Message) -> None:
+            nonlocal code
             if message["type"] == "http.response.start":
+                code = str(message["status"])
                 headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
                 headers.append((b"x-request-id", echo))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            app_state = getattr(scope.get("app"), "state", None)
+            metrics: Metrics | None = getattr(getattr(app_state, "ai", None), "metrics", None)
+            if metrics is not None:
+                metrics.responses.labels(route_of(path), code).inc()

@@ -74,7 +74,7 @@ async def chat(
             settings.idempotency_ttl_seconds,
         )
         if isinstance(claimed, idempotency.Replay):
-            return respond.replay(claimed, headers.get("x-request-id", request_id))
+            return respond.replay(claimed)
         call.claim = claimed
     try:
         plan = Plan(
@@ -118,10 +118,7 @@ async def chat(
         )
         raise
     call.serve(target, attempts)
-    extra = {
-        "X-Request-ID": headers.get("x-request-id", request_id),
-        "X-Served-Model": target.resolved.model,
-    }
+    extra = {"X-Served-Model": target.resolved.model}
     if isinstance(result, ChatResult):
         return await respond.complete(call, result, extra)
     assert isinstance(result, UpstreamStream)

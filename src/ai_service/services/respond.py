@@ -54,9 +54,9 @@ def stream(
     return SSEResponse(relay(call, upstream, wants_usage), headers)
 
 
-def replay(stored: Replay, request_id: str) -> Response:
+def replay(stored: Replay) -> Response:
     """Send a stored answer again, uncharged."""
-    headers = {"X-Request-ID": request_id, "Idempotent-Replayed": "true"}
+    headers = {"Idempotent-Replayed": "true"}
     if not stored.stream:
         return Response(stored.response, media_type="application/json", headers=headers)
 

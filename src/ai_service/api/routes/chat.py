@@ -1,17 +1,34 @@
-"""POST /ai/{provider}/chat/completions (and the legacy /ai/v1/chat/completions)."""
+"""POST /ai/{provider}/chat/completions (and the legacy /ai/v1/chat/completions).
+
+`ChatEndpoint` serves the route as a plain ASGI app (no dependency injection,
+no per-frame wrappers: it is the hot path); the FastAPI route of the same path
+below it only describes the operation in the OpenAPI document.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ai_service.api.deps import get_state, request_id
+from ai_service.api.responses import json_response
 from ai_service.auth import key_from_headers
-from ai_service.errors import NotFoundError, PayloadTooLargeError
+from ai_service.errors import (
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceError,
+    ServiceUnavailableError,
+)
 from ai_service.providers import PATHS
 from ai_service.services.call import Call, refuse
 from ai_service.services.chat import chat
+from ai_service.storage.db import DB_ERRORS
 
+log = logging.getLogger("ai_service")
 router = APIRouter()
 
 
@@ -53,3 +70,38 @@ async def chat_completions(provider: str, request: Request) -> Response:
     return await chat(
         state, principal, secret, target, raw, request_id(request), dict(headers.items())
     )
+
+
+class ChatEndpoint:
+    """The chat route as a plain ASGI app, counted in the metrics for its whole duration."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        state = get_state(request)
+        provider: str = scope["path_params"]["provider"]
+        gauge = state.metrics.in_flight.labels(provider) if provider in PATHS else None
+        if gauge is not None:
+            gauge.inc()
+        try:
+            try:
+                response = await chat_completions(provider, request)
+            except ServiceError as exc:
+                response = json_response(exc.body(), exc.status, exc.headers())
+            except DB_ERRORS as exc:
+                log.warning("database unavailable: %s", type(exc).__name__)
+                error = ServiceUnavailableError(
+                    "The gateway's database is unavailable; retry shortly."
+                )
+                response = json_response(error.body(), error.status, {"Retry-After": "2"})
+            response.raw_headers.append(
+                (b"x-request-id", scope["state"]["client_request_id"].encode())
+            )
+            state.metrics.responses.labels("chat", str(response.status_code)).inc()
+            await response(scope, receive, send)
+        finally:
+            if gauge is not None:
+                gauge.dec()
+
+
+def chat_route() -> Route:
+    return Route("/ai/{provider}/chat/completions", ChatEndpoint(), methods=["POST"])
