@@ -75,6 +75,8 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         # what startup built lives as long as the process: keep it out of every GC pass
         gc.collect()
         gc.freeze()
+        # requests allocate many short-lived objects: collect the young generation less often
+        gc.set_threshold(20_000, 50, 100)
         alive = asyncio.ensure_future(
             instances.keep_alive(
                 engine,

@@ -8,6 +8,7 @@ admin key is compared with `hmac.compare_digest`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -73,6 +74,7 @@ class KeyStore:
         self._sessions = sessions
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def authenticate(self, secret: str | None) -> Principal:
         """Raises `AuthenticationError` for a missing, unknown, revoked or disabled key."""
@@ -86,13 +88,31 @@ class KeyStore:
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
-            principal = await self._lookup(digest)
-            if self._ttl > 0:
-                if len(self._cache) > 100_000:
-                    self._cache.clear()
-                self._cache[digest] = (now + self._ttl, principal)
+            principal = await self._load(digest, now)
         if principal is None:
             raise AuthenticationError("Invalid API key, or the key was revoked.")
+        return principal
+
+    async def _load(self, digest: str, now: float) -> Principal | None:
+        """One database lookup per key at a time, however many requests wait for it."""
+        pending = self._loading.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._loading[digest] = future
+        try:
+            principal = await self._lookup(digest)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited failure is not reported
+            raise
+        finally:
+            del self._loading[digest]
+        future.set_result(principal)
+        if self._ttl > 0:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self._ttl, principal)
         return principal
 
     def forget(self) -> None:

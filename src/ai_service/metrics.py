@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -137,12 +138,21 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self._children: dict[tuple[object, ...], Any] = {}
         self.responses = Counter(
             "ai_service_http_responses",
             "HTTP responses by route group and status code (includes refused requests).",
             ["route", "code"],
             registry=r,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: the hot path asks for the same few series."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def settled(
         self,
@@ -160,19 +170,19 @@ class Metrics:
         """
         provider = s.provider or provider
         model = (s.model or "unknown") if catalogued else "other"
-        self.requests.labels(provider, model, s.status).inc()
+        self.child(self.requests, provider, model, s.status).inc()
         if s.duration_ms is not None:
-            self.duration.labels(provider, str(stream).lower()).observe(s.duration_ms / 1000)
+            self.child(self.duration, provider, str(stream).lower()).observe(s.duration_ms / 1000)
         if s.upstream_latency_ms is not None:
-            self.upstream_latency.labels(provider, model, str(stream).lower()).observe(
+            self.child(self.upstream_latency, provider, model, str(stream).lower()).observe(
                 s.upstream_latency_ms / 1000
             )
         if s.ttft_ms is not None:
-            self.ttft.labels(provider, model).observe(s.ttft_ms / 1000)
+            self.child(self.ttft, provider, model).observe(s.ttft_ms / 1000)
         if not stream and sent > 0 and s.status == "ok" and s.upstream_latency_ms is not None:
             total = time.perf_counter() - started
             upstream = s.upstream_latency_ms / 1000 - (sent - started)
-            self.overhead.labels(provider).observe(max(0.0, total - max(0.0, upstream)))
+            self.child(self.overhead, provider).observe(max(0.0, total - max(0.0, upstream)))
         for kind, count in (
             ("prompt", s.prompt_tokens),
             ("completion", s.completion_tokens),
@@ -180,11 +190,11 @@ class Metrics:
             ("reasoning", s.reasoning_tokens),
         ):
             if count:
-                self.tokens.labels(provider, model, kind).inc(count)
+                self.child(self.tokens, provider, model, kind).inc(count)
         if s.cost:
-            self.spend.labels(provider, model).inc(float(nano_to_usd(s.cost)))
+            self.child(self.spend, provider, model).inc(float(nano_to_usd(s.cost)))
         if s.status == "error":
-            self.upstream_errors.labels(provider, upstream_error_kind(s.http_status)).inc()
+            self.child(self.upstream_errors, provider, upstream_error_kind(s.http_status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,8 +6,9 @@ counts itself, so the frames of a stream cross no extra wrapper.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,8 +17,13 @@ from ai_service.metrics import CHAT_PATH, Metrics, route_of
 _VALID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
 
+_PROCESS = os.urandom(8).hex()
+_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    """A unique id: 64 random bits a process, then a counter (cheaper than a uuid4 each)."""
+    return f"req_{_PROCESS}{next(_COUNTER):08x}"
 
 
 class RequestContextMiddleware:
@@ -60,4 +66,4 @@ class RequestContextMiddleware:
             app_state = getattr(scope.get("app"), "state", None)
             metrics: Metrics | None = getattr(getattr(app_state, "ai", None), "metrics", None)
             if metrics is not None:
-                metrics.responses.labels(route_of(path), code).inc()
+                metrics.child(metrics.responses, route_of(path), code).inc()

@@ -202,4 +202,9 @@ async def make_ledger(engine: AsyncEngine, pool_size: int, synchronous_commit: b
     if engine.dialect.name == "postgresql":
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         return await PgLedger.connect(engine, dsn, pool_size, synchronous_commit)
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        from ai_service.billing.sqliteledger import SqliteLedger
+
+        return SqliteLedger(engine, database)
     return SqlLedger(engine)

@@ -98,13 +98,7 @@ class Call:
         )
 
     async def settle(self, s: ledger.Settlement, answer: bytes | None = None) -> None:
-        """Settle once, in a task of its own so a cancelled caller cannot interrupt it.
-
-        While the database is unreachable the settlement is retried until it
-        succeeds; the caller waits for it at most `settle_retry_seconds` and then
-        goes on (the reservation already covers the charge, which lands once the
-        database is back).
-        """
+        """Settle the request once: release, charge, log row, ledger row, in one transaction."""
         s.duration_ms = self.elapsed_ms()
         if self.resolved is not None:
             s.model = s.model or self.resolved.model
@@ -127,10 +121,7 @@ class Call:
             self.state.spawn(
                 limiter.settle_tokens(principal, principal.limits, self.rate_tokens, used)
             )
-        task = self.state.spawn(self._settle(s, also))
-        done, _ = await asyncio.wait((task,), timeout=self.state.settings.settle_retry_seconds)
-        if not done:
-            log.error("settlement delayed", extra={"request_id": self.request_id})
+        await self._settle_now(s, also)
         self.state.metrics.settled(
             self.provider, self.stream, s, self.started, self.sent, not self._default_priced()
         )
@@ -146,6 +137,29 @@ class Call:
                 "duration_ms": s.duration_ms,
             },
         )
+
+    async def _settle_now(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
+        """Settle inline when nothing can interrupt it; else, and on a database error, in a task.
+
+        A task that is being cancelled (a client that left mid-stream) settles
+        in a task of its own, which a second cancellation cannot stop. While the
+        database is unreachable the settlement is retried until it succeeds; the
+        caller waits at most `settle_retry_seconds`, the reservation covering
+        the charge meanwhile.
+        """
+        current = asyncio.current_task()
+        if current is None or not current.cancelling():
+            try:
+                await self.state.ledger.settle(
+                    self.request_id, self.principal.user_id, self.reserved, s, also
+                )
+                return
+            except DB_ERRORS:
+                log.warning("settlement failed, retrying", extra={"request_id": self.request_id})
+        task = self.state.spawn(self._settle(s, also))
+        done, _ = await asyncio.wait((task,), timeout=self.state.settings.settle_retry_seconds)
+        if not done:
+            log.error("settlement delayed", extra={"request_id": self.request_id})
 
     async def _settle(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
         delay = 0.05

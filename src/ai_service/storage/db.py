@@ -9,6 +9,7 @@ concurrent writers queue instead of failing.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ DB_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    sqlite3.Error,
 )
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"

@@ -79,7 +79,9 @@ class ChatEndpoint:
         request = Request(scope, receive)
         state = get_state(request)
         provider: str = scope["path_params"]["provider"]
-        gauge = state.metrics.in_flight.labels(provider) if provider in PATHS else None
+        gauge = (
+            state.metrics.child(state.metrics.in_flight, provider) if provider in PATHS else None
+        )
         if gauge is not None:
             gauge.inc()
         try:
@@ -96,7 +98,7 @@ class ChatEndpoint:
             response.raw_headers.append(
                 (b"x-request-id", scope["state"]["client_request_id"].encode())
             )
-            state.metrics.responses.labels("chat", str(response.status_code)).inc()
+            state.metrics.child(state.metrics.responses, "chat", str(response.status_code)).inc()
             await response(scope, receive, send)
         finally:
             if gauge is not None:
