@@ -47,7 +47,10 @@ log = logging.getLogger("ai_service")
 def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastAPI's lifespan type
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+        # the hot path has its own pool (the ledger's); SQLAlchemy serves the rest
+        engine = make_engine(
+            settings.database_url, pool_size=max(2, settings.database_pool_size // 4)
+        )
         sessions = session_factory(engine)
         client = make_client(settings.upstream_pool_size, settings.connect_timeout)
         timeouts = Timeouts(

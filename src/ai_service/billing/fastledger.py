@@ -15,7 +15,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai_service.billing import ledger
-from ai_service.billing.ledger import Hook, Settlement, utcnow
+from ai_service.billing.ledger import Hook, Settlement
 
 RESERVE_OPEN = """
 WITH u AS (
@@ -29,7 +29,7 @@ INSERT INTO api_requests (
     prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
     cost, reserved, usage_estimated, default_price, attempts, instance_id, created_at
 )
-SELECT $3, u.id, $4, $5, $6, $7, $8, 'pending', 0, 0, 0, 0, 0, 0, $1, false, $9, 0, $10, $11
+SELECT $3, u.id, $4, $5, $6, $7, $8, 'pending', 0, 0, 0, 0, 0, 0, $1, false, $9, 0, $10, now()
   FROM u
 RETURNING id
 """
@@ -42,21 +42,21 @@ WITH r AS (
            prompt_tokens = $7, completion_tokens = $8, cached_tokens = $9,
            cache_write_tokens = $10, reasoning_tokens = $11, usage_estimated = $12,
            error = $13, duration_ms = $14, upstream_latency_ms = $15, ttft_ms = $16,
-           attempts = $17, attempt_log = $18, finished_at = $19
+           attempts = $17, attempt_log = $18, finished_at = now()
      WHERE request_id = $1 AND status = 'pending'
  RETURNING user_id
 ), u AS (
     UPDATE api_users
-       SET usd_reserved = usd_reserved - $20, usd_available = usd_available + ($20 - $4)
+       SET usd_reserved = usd_reserved - $19, usd_available = usd_available + ($19 - $4)
      WHERE id = (SELECT user_id FROM r)
 ), t AS (
     INSERT INTO api_transactions
            (user_id, kind, amount, debit_account, credit_account, request_id, created_at)
-    SELECT user_id, 'charge', $4, 'user:' || user_id, 'revenue', $1, $19
+    SELECT user_id, 'charge', $4, 'user:' || user_id, 'revenue', $1, now()
       FROM r WHERE $4 > 0
 ), d AS (
     INSERT INTO api_request_data (request_id, request_body, response_body, truncated)
-    SELECT $1, $21, $22, $23 FROM r WHERE $21::text IS NOT NULL OR $22::text IS NOT NULL
+    SELECT $1, $20, $21, $22 FROM r WHERE $20::text IS NOT NULL OR $21::text IS NOT NULL
 )
 SELECT count(*) FROM r
 """
@@ -136,7 +136,6 @@ class PgLedger(SqlLedger):
                 row["stream"],
                 row["default_price"],
                 row["instance_id"],
-                utcnow(),
             )
         return row_id is not None
 
@@ -174,7 +173,6 @@ class PgLedger(SqlLedger):
                 s.ttft_ms,
                 s.attempts,
                 s.attempt_log,
-                utcnow(),
                 reserved,
                 s.request_body,
                 s.response_body,

@@ -118,9 +118,14 @@ class Call:
         if self.rate_tokens:
             used = s.prompt_tokens + s.completion_tokens
             limiter, principal = self.state.limiter, self.principal
-            self.state.spawn(
-                limiter.settle_tokens(principal, principal.limits, self.rate_tokens, used)
+            settle_tokens = limiter.settle_tokens(
+                principal, principal.limits, self.rate_tokens, used
             )
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                self.state.spawn(settle_tokens)
+            else:
+                await settle_tokens
         await self._settle_now(s, also)
         self.state.metrics.settled(
             self.provider, self.stream, s, self.started, self.sent, not self._default_priced()
