@@ -72,6 +72,31 @@ class Settlement:
     response_body: str | None = None
     truncated: bool = False
 
+    def outcome(self, charge: int) -> tuple[Any, ...]:
+        """The finished row's values, in the order of the hot-path statements:
+        status, http_status, cost, model, provider, the five token counts,
+        usage_estimated, error, duration_ms, upstream_latency_ms, ttft_ms,
+        attempts, attempt_log."""
+        return (
+            self.status,
+            self.http_status,
+            charge,
+            self.model,
+            self.provider,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.usage_estimated,
+            self.error,
+            self.duration_ms,
+            self.upstream_latency_ms,
+            self.ttft_ms,
+            self.attempts,
+            self.attempt_log,
+        )
+
     def add_usage(self, usage: Usage) -> Settlement:
         """Copy the normalized token counts into the row's fields."""
         self.prompt_tokens = usage.prompt_tokens
@@ -252,33 +277,9 @@ async def reconcile(conn: AsyncConnection) -> list[Discrepancy]:
     charges, when the charges differ from the sum of logged request costs, or
     when a balance is negative.
     """
-    topups = dict(
-        (
-            await conn.execute(
-                select(TRANSACTIONS.c.user_id, func.sum(TRANSACTIONS.c.amount))
-                .where(TRANSACTIONS.c.kind == "topup")
-                .group_by(TRANSACTIONS.c.user_id)
-            )
-        ).all()
-    )
-    charges = dict(
-        (
-            await conn.execute(
-                select(TRANSACTIONS.c.user_id, func.sum(TRANSACTIONS.c.amount))
-                .where(TRANSACTIONS.c.kind == "charge")
-                .group_by(TRANSACTIONS.c.user_id)
-            )
-        ).all()
-    )
-    costs = dict(
-        (
-            await conn.execute(
-                select(REQUESTS.c.user_id, func.sum(REQUESTS.c.cost))
-                .where(REQUESTS.c.user_id.is_not(None))
-                .group_by(REQUESTS.c.user_id)
-            )
-        ).all()
-    )
+    topups = await _sums(conn, TRANSACTIONS.c.amount, TRANSACTIONS.c.kind == "topup")
+    charges = await _sums(conn, TRANSACTIONS.c.amount, TRANSACTIONS.c.kind == "charge")
+    costs = await _sums(conn, REQUESTS.c.cost, REQUESTS.c.user_id.is_not(None))
     found: list[Discrepancy] = []
     users = await conn.execute(select(USERS.c.id, USERS.c.usd_available, USERS.c.usd_reserved))
     for user_id, avail, reserved in users.all():
@@ -288,3 +289,10 @@ async def reconcile(conn: AsyncConnection) -> list[Discrepancy]:
         if avail + reserved != ledger or logged != charged or avail < 0 or reserved < 0:
             found.append(Discrepancy(user_id, avail + reserved, ledger, logged, charged))
     return found
+
+
+async def _sums(conn: AsyncConnection, column: Any, where: Any) -> dict[int, int]:
+    """sum(column) per user_id of the column's table, over the rows matching `where`."""
+    user_id = column.table.c.user_id
+    rows = await conn.execute(select(user_id, func.sum(column)).where(where).group_by(user_id))
+    return {int(uid): int(total or 0) for uid, total in rows.all()}
