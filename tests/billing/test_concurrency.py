@@ -46,10 +46,17 @@ def test_200_concurrent_requests_never_overdraw_and_reconcile_exactly(
     key = gateway.create_user("crowd", "0.035")
     statuses = asyncio.run(fire(gateway.url, key, 200))
     gateway.wait_settled()
-    ok = statuses.count(200)
     assert set(statuses) <= {200, 402}
-    assert 30 <= ok <= 50, statuses
+    assert statuses.count(200) >= 1
+    # reservations in flight make some requests of the storm 402 early; the balance is
+    # then spent to its end one request at a time
+    while asyncio.run(fire(gateway.url, key, 1)) == [200]:
+        statuses.append(200)
+    ok = statuses.count(200)
+    # $0.035 pays for 50 answers of $0.0007; the last reservation needs $0.0026
+    assert 46 <= ok <= 50, statuses
     available, reserved = gateway.balance("crowd")
+    assert available < 2_600_000
     assert available >= 0 and reserved == 0
     assert gateway.reconcile() == []
     rows = gateway.requests()
@@ -60,7 +67,7 @@ def test_200_concurrent_requests_never_overdraw_and_reconcile_exactly(
     assert sum(r.cost for r in served) == 35_000_000 - available
     assert all(r.cost > 0 for r in served)
     refused = [r for r in rows if r.http_status == 402]
-    assert len(refused) == 200 - ok
+    assert len(refused) == len(rows) - ok
     assert all(r.cost == 0 for r in refused)
     assert gateway.scalar("SELECT min(usd_available) FROM api_users") >= 0
 
