@@ -64,7 +64,9 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             catalog=CatalogCache(sessions, settings.catalog_refresh_seconds),
             upstream=Upstream(client, timeouts),
             adapters=providers.configured(settings),
-            instance_id=settings.instance_id or uuid.uuid4().hex[:16],
+            # one id per process run: a restart under the same configured name is a new
+            # instance, so the lease releases what the killed run held
+            instance_id=f"{settings.instance_id or 'gw'}-{uuid.uuid4().hex[:12]}",
             ledger=await make_ledger(
                 engine, settings.database_pool_size, settings.billing_synchronous_commit
             ),
@@ -94,8 +96,9 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             await state.drain()
             await state.limiter.aclose()
             alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *DB_ERRORS):
+            with contextlib.suppress(asyncio.CancelledError):
                 await alive
+            with contextlib.suppress(*DB_ERRORS):
                 await instances.leave(engine, state.instance_id)
             await client.close()
             await state.ledger.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -101,12 +102,18 @@ def serve(
         "http": "httptools",
         "timeout_graceful_shutdown": 30,
     }
+    # a graceful stop on SIGTERM exits 0 (uvicorn raises the signal again once it is done)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if count > 1:
         uvicorn.run("ai_service.asgi:app", workers=count, factory=True, **options)
     else:
         from ai_service.app import create_app
 
         uvicorn.run(create_app(cfg), **options)
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @db.command("upgrade")

@@ -17,10 +17,10 @@ import logging
 from typing import cast
 
 from sqlalchemy import Table, delete, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai_service.billing.ledger import REQUESTS, USERS, utcnow
+from ai_service.storage.db import DB_ERRORS
 from ai_service.storage.models import ApiIdempotency, ApiInstance
 
 log = logging.getLogger("ai_service.instances")
@@ -112,11 +112,23 @@ async def recover(engine: AsyncEngine, instance_id: str, lease_seconds: float) -
 async def keep_alive(
     engine: AsyncEngine, instance_id: str, period: float, lease_seconds: float
 ) -> None:
-    """Heartbeat every `period` seconds and recover silent instances; runs until cancelled."""
+    """Heartbeat every `period` seconds and recover silent instances; runs until cancelled.
+
+    Recovery waits until this instance has itself been in touch with the database
+    for a whole lease: after an outage every instance needs that long to write a
+    fresh heartbeat, and until then a silent instance may just be one that has
+    not reconnected yet.
+    """
+    loop = asyncio.get_running_loop()
+    in_touch_since: float | None = None
     while True:
         try:
             await heartbeat(engine, instance_id)
-            await recover(engine, instance_id, lease_seconds)
-        except (SQLAlchemyError, OSError):
+            if in_touch_since is None:
+                in_touch_since = loop.time()
+            if loop.time() - in_touch_since >= lease_seconds:
+                await recover(engine, instance_id, lease_seconds)
+        except DB_ERRORS:
+            in_touch_since = None
             log.warning("heartbeat failed: database unreachable")
         await asyncio.sleep(period)

@@ -12,6 +12,7 @@ import orjson
 
 from ai_service.errors import InvalidRequestError
 
+MAX_MODEL = 200
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -47,6 +48,10 @@ def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, i
         raise InvalidRequestError(
             "'model' is required and must be a non-empty string.", param="model"
         )
+    if len(model) > MAX_MODEL or not model.isprintable():
+        raise InvalidRequestError(
+            f"'model' must be at most {MAX_MODEL} printable characters.", param="model"
+        )
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequestError("'messages' is required and must be an array.", param="messages")
@@ -63,7 +68,7 @@ def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, i
                 f"messages[{index}] must be an object.", param=f"messages[{index}]"
             )
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequestError(
                 f"messages[{index}].role must be one of system, developer, user, assistant, "
                 f"tool; got {orjson.dumps(role).decode()[:40]}.",

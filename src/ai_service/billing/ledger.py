@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
@@ -71,6 +71,20 @@ class Settlement:
     request_body: str | None = None
     response_body: str | None = None
     truncated: bool = False
+
+    def clean(self) -> Settlement:
+        """Replace NUL characters, which database text columns refuse, in every text."""
+        for name in ("error", "attempt_log", "request_body", "response_body", "model"):
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                setattr(self, name, value.replace("\x00", "\ufffd"))
+        return self
+
+    def stripped(self) -> Settlement:
+        """A copy without payloads or texts, for a settlement the database refused."""
+        return replace(
+            self, request_body=None, response_body=None, error="(unstorable)", attempt_log=None
+        )
 
     def outcome(self, charge: int) -> tuple[Any, ...]:
         """The finished row's values, in the order of the hot-path statements:

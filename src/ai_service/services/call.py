@@ -18,7 +18,7 @@ from ai_service.providers.base import Usage
 from ai_service.services import idempotency
 from ai_service.services.routing import Attempts, Target
 from ai_service.state import AppState
-from ai_service.storage.db import DB_ERRORS
+from ai_service.storage.db import DATA_ERRORS, DB_ERRORS
 
 log = logging.getLogger("ai_service.request")
 
@@ -107,6 +107,7 @@ class Call:
             s.attempts, s.attempt_log = len(self.attempts), self.attempts.text()
         if s.request_body is None:
             s.request_body, s.truncated = self.cap(self.request_text)
+        s.clean()
         claim = self.claim
         also: ledger.Hook | None = None
         if claim is not None:
@@ -155,10 +156,10 @@ class Call:
         current = asyncio.current_task()
         if current is None or not current.cancelling():
             try:
-                await self.state.ledger.settle(
-                    self.request_id, self.principal.user_id, self.reserved, s, also
-                )
-                return
+                return await self._settle_once(s, also)
+            except DATA_ERRORS:
+                log.exception("settlement refused by the database; retried without payloads")
+                s = s.stripped()
             except DB_ERRORS:
                 log.warning("settlement failed, retrying", extra={"request_id": self.request_id})
         task = self.state.spawn(self._settle(s, also))
@@ -166,22 +167,33 @@ class Call:
         if not done:
             log.error("settlement delayed", extra={"request_id": self.request_id})
 
+    def abandon(self, s: ledger.Settlement) -> None:
+        """Settle in the background, retried until the database answers (nobody waits)."""
+        s.duration_ms = self.elapsed_ms()
+        self.state.spawn(self._settle(s, None))
+
     async def _settle(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
         delay = 0.05
         while True:
             try:
-                await self.state.ledger.settle(
-                    self.request_id,
-                    self.principal.user_id,
-                    self.reserved,
-                    s,
-                    also,
-                )
-                return
+                return await self._settle_once(s, also)
+            except DATA_ERRORS:
+                log.exception("settlement refused by the database; retried without payloads")
+                s = s.stripped()
             except DB_ERRORS:
                 log.warning("settlement failed, retrying", extra={"request_id": self.request_id})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _settle_once(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
+        settled = await self.state.ledger.settle(
+            self.request_id, self.principal.user_id, self.reserved, s, also
+        )
+        if not settled:
+            log.error(
+                "request was no longer pending at settlement; not charged",
+                extra={"request_id": self.request_id, "status": s.status},
+            )
 
 
 async def refuse(call: Call, exc: ServiceError) -> ServiceError:
@@ -198,7 +210,7 @@ async def refuse(call: Call, exc: ServiceError) -> ServiceError:
                 duration_ms=call.elapsed_ms(),
                 request_body=text,
                 truncated=truncated,
-            ),
+            ).clean(),
         )
     except DB_ERRORS:
         log.warning("could not log a refused request", extra={"request_id": call.request_id})

@@ -29,9 +29,13 @@ from ai_service.services import idempotency, respond
 from ai_service.services.call import Call, redact, refuse
 from ai_service.services.routing import Attempts, Plan, Target, chain_for, send
 from ai_service.state import AppState
+from ai_service.storage.db import DB_ERRORS
 from ai_service.upstream import UpstreamStream
 
 log = logging.getLogger("ai_service.request")
+
+MAX_AMOUNT = 2**63 - 1  # nano-USD columns are 64-bit: a larger worst case is lowered
+DB_DOWN = "The gateway's database was unreachable while the request was admitted."
 
 
 async def chat(
@@ -138,9 +142,18 @@ async def reserve(call: Call, plan: Plan) -> None:
     user_id = call.principal.user_id
     for _ in range(4):
         amount = plan.worst_case()
-        if await state.ledger.reserve_open(user_id, amount, call.row()):
-            call.reserved = amount
-            return
+        if amount <= MAX_AMOUNT:
+            try:
+                reserved = await state.ledger.reserve_open(user_id, amount, call.row())
+            except DB_ERRORS:
+                # the reservation may have committed with its reply lost: settle it as
+                # failed (a no-op if no pending row exists), retried until the database answers
+                call.reserved = amount
+                call.abandon(ledger.Settlement(status="error", http_status=503, error=DB_DOWN))
+                raise
+            if reserved:
+                call.reserved = amount
+                return
         balance = await state.ledger.available(user_id)
         affordable = plan.affordable(balance)
         if affordable < minimum:

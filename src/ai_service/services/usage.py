@@ -19,6 +19,7 @@ from ai_service.billing.money import usd_str
 from ai_service.errors import NotFoundError
 from ai_service.storage.models import ApiKey, ApiRequest, ApiRequestData, ApiUser
 
+MAX_ID = 2**63 - 1  # row ids are 64-bit: a larger cursor means "from the newest"
 MAX_PAGE = 500
 MAX_DAYS = 366
 GroupBy = Literal["provider", "model"]
@@ -129,6 +130,7 @@ async def requests_page(
     filters = Filters(user_id, provider, model, status, since, until)
     stmt = filters.apply(_with_names().order_by(ApiRequest.id.desc()).limit(limit + 1))
     if before is not None:
+        before = min(before, MAX_ID)
         stmt = stmt.where(ApiRequest.id < before)
     rows = list((await session.execute(stmt)).all())
     more = len(rows) > limit

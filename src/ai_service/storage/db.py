@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ai_service.storage.models import Base
@@ -31,6 +31,9 @@ DB_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     sqlite3.Error,
 )
+
+# what a database raises for a value it cannot store (retrying cannot help)
+DATA_ERRORS: tuple[type[Exception], ...] = (DataError, asyncpg.DataError, sqlite3.DataError)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -35,7 +35,9 @@ async def get_usage(
     state: StateDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=usage.MAX_PAGE)] = 50,
-    before: Annotated[int | None, Query(description="rows older than this row id")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="rows older than this row id")
+    ] = None,
     provider: Annotated[str | None, Query(description="provider path segment")] = None,
     model: Annotated[str | None, Query(description="served model id")] = None,
     status: Annotated[Literal["ok", "error", "cancelled", "pending"] | None, Query()] = None,
