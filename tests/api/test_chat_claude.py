@@ -13,8 +13,7 @@ from ai_service.billing.money import price_to_micro
 from ai_service.billing.pricing import Price, cost
 from ai_service.providers.base import Usage
 from tests.fakes.anthropic_messages import FakeAnthropic
-from tests.fakes.behaviours import Answer, ErrorReply, ToolCall
-from tests.fakes.behaviours import Usage as FakeUsage
+from tests.fakes.behaviours import Answer, ErrorReply, ToolCall, Usage as FakeUsage
 from tests.support.gateway import Gateway
 
 KEY = "sk-ant-upstream-test"

@@ -9,7 +9,7 @@ from ai_service.billing import ledger
 from ai_service.instances import heartbeat, recover
 from ai_service.storage.models import ApiInstance
 from tests.conftest import UPSTREAM_KEY
-from tests.fakes.behaviours import Answer, ErrorReply, ResetConnection
+from tests.fakes.behaviours import ErrorReply, ResetConnection
 from tests.fakes.openai_flavours import FakeOpenAI
 from tests.support.gateway import Gateway
 

@@ -113,7 +113,9 @@ def command(example: Example, workdir: Path) -> list[str]:
     if example.lang == "js":
         node = shutil.which("node")
         if node is None or not (NODE_MODULES / "openai").is_dir():
-            pytest.fail(f"node or the openai npm package is missing in {NODE_MODULES}: run make install")
+            pytest.fail(
+                f"node or the openai npm package is missing in {NODE_MODULES}: run make install"
+            )
         (workdir / "node_modules").symlink_to(NODE_MODULES)
         script = workdir / "example.mjs"
         script.write_text(example.code)

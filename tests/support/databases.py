@@ -84,3 +84,39 @@ class PostgresDatabase:
 
     def drop(self) -> None:
         asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+
+def create_postgres_database(prefix: str = "ai_service_faults") -> str:
+    """A new PostgreSQL database, migrated and seeded, for tests that start gateway processes.
+
+    Returns its plain `postgresql://` URL; drop it with `drop_postgres_database`.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    base, _, _ = PG_SERVER.rpartition("/")
+    url = f"{base}/{name}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_SERVER)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    upgrade(url)
+    asyncio.run(_seed(url))
+    return url
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop a database made by `create_postgres_database` (its connections are closed)."""
+    name = url.rpartition("/")[2]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_SERVER)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
