@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai_service.billing import ledger
 from ai_service.billing.ledger import Hook, Settlement
+from ai_service.billing.pgpool import Connections
 
 RESERVE_OPEN = """
 WITH u AS (
@@ -105,7 +105,7 @@ class SqlLedger:
 class PgLedger(SqlLedger):
     """PostgreSQL: one statement a reservation and one a settlement, over asyncpg."""
 
-    def __init__(self, engine: AsyncEngine, pool: asyncpg.Pool) -> None:
+    def __init__(self, engine: AsyncEngine, pool: Connections) -> None:
         super().__init__(engine)
         self.pool = pool
 
@@ -113,37 +113,29 @@ class PgLedger(SqlLedger):
     async def connect(
         cls, engine: AsyncEngine, dsn: str, size: int, synchronous_commit: bool
     ) -> PgLedger:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=0,
-            max_size=size,
-            reset=_keep_session,
-            server_settings={"synchronous_commit": "on" if synchronous_commit else "off"},
-        )
-        return cls(engine, pool)
+        settings = {"synchronous_commit": "on" if synchronous_commit else "off"}
+        return cls(engine, Connections(dsn, size, settings))
 
     async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
-        async with self.pool.acquire() as conn:
-            row_id = await conn.fetchval(
-                RESERVE_OPEN,
-                amount,
-                user_id,
-                row["request_id"],
-                row["key_id"],
-                row["provider"],
-                row["requested_model"],
-                row["model"],
-                row["stream"],
-                row["default_price"],
-                row["instance_id"],
-            )
+        row_id = await self.pool.fetchval(
+            RESERVE_OPEN,
+            amount,
+            user_id,
+            row["request_id"],
+            row["key_id"],
+            row["provider"],
+            row["requested_model"],
+            row["model"],
+            row["stream"],
+            row["default_price"],
+            row["instance_id"],
+        )
         return row_id is not None
 
     async def available(self, user_id: int) -> int:
-        async with self.pool.acquire() as conn:
-            value = await conn.fetchval(
-                "SELECT usd_available FROM api_users WHERE id = $1", user_id
-            )
+        value = await self.pool.fetchval(
+            "SELECT usd_available FROM api_users WHERE id = $1", user_id
+        )
         return int(value or 0)
 
     async def settle(
@@ -152,24 +144,19 @@ class PgLedger(SqlLedger):
         if also is not None:
             return await super().settle(request_id, user_id, reserved, s, also)
         charge = min(s.cost, reserved)
-        async with self.pool.acquire() as conn:
-            count = await conn.fetchval(
-                SETTLE,
-                request_id,
-                *s.outcome(charge),
-                reserved,
-                s.request_body,
-                s.response_body,
-                s.truncated,
-            )
+        count = await self.pool.fetchval(
+            SETTLE,
+            request_id,
+            *s.outcome(charge),
+            reserved,
+            s.request_body,
+            s.response_body,
+            s.truncated,
+        )
         return bool(count)
 
     async def close(self) -> None:
         await self.pool.close()
-
-
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """The pool's connections keep their session: the hot path sets no session state."""
 
 
 async def make_ledger(engine: AsyncEngine, pool_size: int, synchronous_commit: bool) -> Ledger:
