@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ai_service import __version__, instances, providers
 from ai_service.api.responses import json_response
@@ -35,7 +36,8 @@ from ai_service.auth import KeyStore
 from ai_service.billing.fastledger import make_ledger
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
-from ai_service.middleware import RequestContextMiddleware
+from ai_service.metrics import CHAT_PATH
+from ai_service.middleware import RequestContextMiddleware, request_context
 from ai_service.ratelimit import build_limiter
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
@@ -139,8 +141,38 @@ async def unexpected_error(_request: Request, exc: Exception) -> Response:
     return json_response(body, 500)
 
 
-def create_app(settings: Settings) -> FastAPI:
+class GatewayApp:
+    """The ASGI app: chat completions go straight to their endpoint, the rest to FastAPI.
+
+    The chat path is the hot path: it skips the framework's middleware and
+    routing layers (the endpoint renders its own errors, request id and
+    metrics). Everything else, and the lifespan, is the FastAPI app `api`.
+    """
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+        self.state = api.state
+        self.chat = chat.ChatEndpoint()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = CHAT_PATH.match(scope["path"])
+            if match is not None:
+                scope["app"] = self.api
+                scope["path_params"] = {"provider": match.group(1)}
+                request_context(scope)
+                await self.chat(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings) -> GatewayApp:
     """Build the gateway's ASGI app for these settings."""
+    return GatewayApp(create_api(settings))
+
+
+def create_api(settings: Settings) -> FastAPI:
+    """The FastAPI app: every route, the lifespan, the error handlers."""
     app = FastAPI(
         title="ai-service",
         version=__version__,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from ai_service import logs
-from ai_service.app import create_app
+from ai_service.app import GatewayApp, create_app
 from ai_service.config import load_settings
 
 
-def app() -> FastAPI:
+def app() -> GatewayApp:
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_json)
     return create_app(settings)

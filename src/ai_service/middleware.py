@@ -26,6 +26,20 @@ def new_request_id() -> str:
     return f"req_{_PROCESS}{next(_COUNTER):08x}"
 
 
+def request_context(scope: Scope) -> bytes:
+    """Give the request its ids in scope state; returns the id to echo as `X-Request-ID`."""
+    given: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given = value if _VALID.match(value) else None
+            break
+    echo = given if given is not None else new_request_id().encode()
+    state = scope.setdefault("state", {})
+    state["request_id"] = new_request_id()
+    state["client_request_id"] = echo.decode()
+    return echo
+
+
 class RequestContextMiddleware:
     """Takes a valid client `X-Request-ID` or makes one; stores it in scope state."""
 
@@ -36,15 +50,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                given = value if _VALID.match(value) else None
-                break
-        echo = given if given is not None else new_request_id().encode()
-        state = scope.setdefault("state", {})
-        state["request_id"] = new_request_id()
-        state["client_request_id"] = echo.decode()
+        echo = request_context(scope)
         path: str = scope["path"]
         if CHAT_PATH.match(path):
             await self.app(scope, receive, send)

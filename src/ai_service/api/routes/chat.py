@@ -22,6 +22,7 @@ from ai_service.errors import (
     PayloadTooLargeError,
     ServiceError,
     ServiceUnavailableError,
+    to_openai_error,
 )
 from ai_service.providers import PATHS
 from ai_service.services.call import Call, refuse
@@ -95,6 +96,10 @@ class ChatEndpoint:
                     "The gateway's database is unavailable; retry shortly."
                 )
                 response = json_response(error.body(), error.status, {"Retry-After": "2"})
+            except Exception:
+                log.exception("unhandled error")
+                body = to_openai_error("The gateway failed to handle the request.", "server_error")
+                response = json_response(body, 500)
             response.raw_headers.append(
                 (b"x-request-id", scope["state"]["client_request_id"].encode())
             )
