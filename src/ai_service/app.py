@@ -194,6 +194,5 @@ def create_api(settings: Settings) -> FastAPI:
     static = StaticFiles(packages=[("ai_service", "static")])
     app.mount("/ai/admin/static", static, name="admin-static")
     app.state.templates = make_templates()
-    app.router.routes.insert(0, chat.chat_route())
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,8 +1,9 @@
 """POST /ai/{provider}/chat/completions (and the legacy /ai/v1/chat/completions).
 
-`ChatEndpoint` serves the route as a plain ASGI app (no dependency injection,
-no per-frame wrappers: it is the hot path); the FastAPI route of the same path
-below it only describes the operation in the OpenAPI document.
+`ChatEndpoint` serves the route as a plain ASGI app, which the application's
+entry (`app.GatewayApp`) calls directly: no framework middleware, routing or
+dependency injection on the hot path. The FastAPI route of the same path
+describes the operation in the OpenAPI document and answers other methods.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ai_service.api.deps import get_state, request_id
@@ -108,7 +108,3 @@ class ChatEndpoint:
         finally:
             if gauge is not None:
                 gauge.dec()
-
-
-def chat_route() -> Route:
-    return Route("/ai/{provider}/chat/completions", ChatEndpoint(), methods=["POST"])
