@@ -180,6 +180,8 @@ class UpstreamStream:
 
 def parse_message(parser: StreamParser, message: bytes) -> list[StreamEvent]:
     """Feed one SSE message (its `event:` and `data:` lines) to the parser."""
+    if message[:6] == b"data: " and b"\n" not in message:
+        return parser.feed(None, message[6:].decode())
     event: str | None = None
     data: list[str] = []
     for line in message.decode().split("\n"):

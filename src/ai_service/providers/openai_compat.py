@@ -198,6 +198,28 @@ def _choice(choice: object, part: str, quirks: Quirks) -> JsonObject | None:
     return normalize_message(inner, quirks) if isinstance(inner, dict) else None
 
 
+def _plain_text_delta(choice: object, quirks: Quirks) -> str | None:
+    """The text of the commonest stream chunk (one choice, a text-only delta), else None.
+
+    The fast path of `CompatStreamParser.feed`: such a chunk needs no
+    normalization beyond its finish reason.
+    """
+    if type(choice) is not dict:
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict:
+        return None
+    text = delta.get("content", "")
+    if type(text) is not str or len(delta) > 2 or (len(delta) == 2 and "role" not in delta):
+        return None
+    if len(delta) == 1 and "content" not in delta and "role" not in delta:
+        return None
+    reason = choice.get("finish_reason")
+    if reason is not None and reason in quirks.finish_reasons:
+        choice["finish_reason"] = quirks.finish_reasons[reason]
+    return text
+
+
 def _generated(delta: Mapping[str, Any]) -> tuple[str, int]:
     """The text delta and the count of generated characters (text, reasoning, tool calls)."""
     text = delta["content"] if isinstance(delta.get("content"), str) else ""
@@ -237,8 +259,12 @@ class CompatStreamParser:
         if event == "error" or "error" in chunk:
             raise self._adapter.stream_error(chunk)
         usage_data = chunk.get("usage")
-        usage = parse_usage(usage_data) if isinstance(usage_data, dict) else None
         choices = chunk.get("choices")
+        if usage_data is None and type(choices) is list and len(choices) == 1:
+            plain = _plain_text_delta(choices[0], self._quirks)
+            if plain is not None:
+                return [StreamEvent(chunk, text=plain, generated=len(plain))]
+        usage = parse_usage(usage_data) if isinstance(usage_data, dict) else None
         if not isinstance(choices, list) or not choices:
             return [StreamEvent(chunk, usage=usage, usage_only=usage is not None)]
         text, count = "", 0
