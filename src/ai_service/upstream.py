@@ -8,7 +8,6 @@ an `UpstreamTimeoutError` (504), a cut stream an `UpstreamError`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -116,7 +115,6 @@ class UpstreamStream:
         self.resp = resp
         self.parser = parser
         self.timeouts = timeouts
-        self.opened = time.perf_counter()
 
     def close(self) -> None:
         """Drop the connection at once (the upstream sees the cancellation)."""

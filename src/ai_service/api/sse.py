@@ -42,7 +42,6 @@ class SSEResponse(Response):
         self.status_code = 200
         self.background = None
         self.raw_headers = HEADERS + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        self.disconnected = False
 
     async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -52,7 +51,6 @@ class SSEResponse(Response):
             await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not sender.done():
-                self.disconnected = True
                 sender.cancel()
             watcher.cancel()
             await asyncio.gather(sender, watcher, return_exceptions=True)
@@ -63,7 +61,7 @@ class SSEResponse(Response):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
-            self.disconnected = True
+            pass  # the client went away; the frames' generator settles as cancelled
         finally:
             await self.frames.aclose()  # type: ignore[attr-defined]  # async generator
 

@@ -45,7 +45,7 @@ async def chat(
     provider: str,
     raw: bytes,
     request_id: str,
-    headers: dict[str, str],
+    idempotency_key: str | None = None,
 ) -> Response:
     """Serve one chat completion. Raises `ServiceError` before any byte is sent."""
     call = Call.start(state, principal, provider, request_id, redact(raw, secret))
@@ -66,7 +66,7 @@ async def chat(
                 f"its operator must set {variable}."
             ),
         )
-    key = headers.get("idempotency-key")
+    key = idempotency_key
     if key is not None:
         claimed = await idempotency.claim(
             state.engine,

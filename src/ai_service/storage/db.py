@@ -8,7 +8,6 @@ concurrent writers queue instead of failing.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -95,11 +94,6 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Run the Alembic migrations up to `revision` (blocking; call from sync code)."""
     command.upgrade(alembic_config(url), revision)
-
-
-async def upgrade_async(url: str) -> None:
-    """Run the migrations from async code, in a worker thread."""
-    await asyncio.to_thread(upgrade, url)
 
 
 __all__ = ["Base", "async_url", "is_sqlite", "make_engine", "session_factory", "upgrade"]

@@ -69,7 +69,7 @@ async def chat_completions(provider: str, request: Request) -> Response:
     except PayloadTooLargeError as exc:
         raise await refuse(Call.start(state, principal, target, request_id(request)), exc) from None
     return await chat(
-        state, principal, secret, target, raw, request_id(request), dict(headers.items())
+        state, principal, secret, target, raw, request_id(request), headers.get("idempotency-key")
     )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 
 from ai_service.api.deps import get_state
@@ -114,40 +116,45 @@ async def show_models(request: Request, done: str | None = None) -> Response:
     return await models_page(request, notice=notices.get(done or ""))
 
 
-@router.post(BASE + "/models/price", response_model=None)
-async def set_price(request: Request) -> Response:
+async def save_catalog(
+    request: Request,
+    work: Callable[[AsyncSession, dict[str, str]], Awaitable[None]],
+    done: str,
+) -> Response:
+    """Apply a catalog edit from a form, then reload the catalog and show the models page."""
     if (denied := gate(request)) is not None:
         return denied
     state = get_state(request)
     try:
         form = await read_form(request)
         async with state.sessions() as session:
-            await catalog_admin.set_price(
-                session,
-                form.get("provider", ""),
-                form.get("model", ""),
-                input=form.get("input", ""),
-                output=form.get("output", ""),
-                cached_input=form.get("cached_input") or None,
-            )
+            await work(session, form)
     except ServiceError as exc:
         return await models_page(request, error=exc.message, status=exc.status)
     await state.catalog.reload()
-    return RedirectResponse(f"{BASE}/models?done=price", 303)
+    return RedirectResponse(f"{BASE}/models?done={done}", 303)
+
+
+@router.post(BASE + "/models/price", response_model=None)
+async def set_price(request: Request) -> Response:
+    async def work(session: AsyncSession, form: dict[str, str]) -> None:
+        await catalog_admin.set_price(
+            session,
+            form.get("provider", ""),
+            form.get("model", ""),
+            input=form.get("input", ""),
+            output=form.get("output", ""),
+            cached_input=form.get("cached_input") or None,
+        )
+
+    return await save_catalog(request, work, "price")
 
 
 @router.post(BASE + "/models/alias", response_model=None)
 async def set_alias(request: Request) -> Response:
-    if (denied := gate(request)) is not None:
-        return denied
-    state = get_state(request)
-    try:
-        form = await read_form(request)
-        async with state.sessions() as session:
-            await catalog_admin.set_alias(
-                session, form.get("provider", ""), form.get("alias", ""), form.get("target", "")
-            )
-    except ServiceError as exc:
-        return await models_page(request, error=exc.message, status=exc.status)
-    await state.catalog.reload()
-    return RedirectResponse(f"{BASE}/models?done=alias", 303)
+    async def work(session: AsyncSession, form: dict[str, str]) -> None:
+        await catalog_admin.set_alias(
+            session, form.get("provider", ""), form.get("alias", ""), form.get("target", "")
+        )
+
+    return await save_catalog(request, work, "alias")
