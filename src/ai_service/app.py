@@ -70,7 +70,10 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             # instance, so the lease releases what the killed run held
             instance_id=f"{settings.instance_id or 'gw'}-{uuid.uuid4().hex[:12]}",
             ledger=await make_ledger(
-                engine, settings.database_pool_size, settings.billing_synchronous_commit
+                engine,
+                settings.database_pool_size,
+                settings.billing_synchronous_commit,
+                settings.billing_group_commit,
             ),
             limiter=build_limiter(settings),
         )

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # request); when off, a crash of the database server may lose its last moments of
     # commits, always whole transactions, so the ledger stays consistent
     billing_synchronous_commit: bool = False
+    # PostgreSQL: concurrent reservations and settlements share one statement (group
+    # commit); each is still acknowledged only once the statement carrying it committed
+    billing_group_commit: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1

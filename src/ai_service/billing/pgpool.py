@@ -31,13 +31,21 @@ class Connections:
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         """Run one statement and return the first column of its first row."""
+        return await self._run(sql, False, args)
+
+    async def fetchcol(self, sql: str, *args: Any) -> list[Any]:
+        """Run one statement and return the first column of every row."""
+        rows = await self._run(sql, True, args)
+        return [row[0] for row in rows]
+
+    async def _run(self, sql: str, every: bool, args: tuple[Any, ...]) -> Any:
         conn = await self._acquire()
         try:
             key = (id(conn), sql)
             statement = self._statements.get(key)
             if statement is None:
                 statement = self._statements[key] = await conn.prepare(sql)
-            value = await statement.fetchval(*args)
+            value = await (statement.fetch(*args) if every else statement.fetchval(*args))
         except BROKEN:
             self._discard(conn)
             raise

@@ -8,6 +8,7 @@ well, failed upstream, or was cancelled by a client that went away.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.responses import Response
@@ -150,6 +151,12 @@ async def reserve(call: Call, plan: Plan) -> None:
                 # failed (a no-op if no pending row exists), retried until the database answers
                 call.reserved = amount
                 call.abandon(ledger.Settlement(status="error", http_status=503, error=DB_DOWN))
+                raise
+            except asyncio.CancelledError:
+                # the client left while its reservation was being written (the ledger lets
+                # the statement finish first): release it, if it was made
+                call.reserved = amount
+                call.abandon(ledger.Settlement(status="cancelled", http_status=499))
                 raise
             if reserved:
                 call.reserved = amount

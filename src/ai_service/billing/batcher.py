@@ -1,0 +1,143 @@
+"""Group commit: concurrent ledger operations sent as one statement.
+
+A `Batcher` runs at most `inflight` statements at a time. A call that arrives
+while they are all busy waits in a queue, and the next statement takes every
+call waiting (up to `size`), so under load many reservations or settlements
+share one round trip, one lock of each balance row and one commit; a lone call
+still goes at once, as the single-row statement. Nothing is acknowledged before
+the statement that carries it has committed.
+
+When a grouped statement fails cleanly (it rolled back as a whole, for example
+on one row's bad data), each of its calls is run again on its own, so one call's
+error reaches that call only. When the connection breaks mid-statement, its
+outcome is unknown: every call of the group gets the error, as a single
+statement's caller would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from ai_service.billing.pgpool import BROKEN
+
+log = logging.getLogger("ai_service.ledger")
+
+T = TypeVar("T")
+
+
+class Batcher(Generic[T]):
+    """Runs `one(item)` for a lone call and `many(items)` for a group of calls.
+
+    `many` returns one outcome per item, in order: a boolean, or None for an
+    item the group could not decide, which then runs alone. `key(item)` names
+    what an item changes: two items with the same key never share a statement.
+    """
+
+    def __init__(
+        self,
+        one: Callable[[T], Awaitable[bool]],
+        many: Callable[[list[T]], Awaitable[list[bool | None]]],
+        key: Callable[[T], Hashable],
+        size: int = 64,
+        inflight: int = 4,
+    ) -> None:
+        self._one = one
+        self._many = many
+        self._key = key
+        self._size = size
+        self._inflight = inflight
+        self._queue: deque[tuple[T, asyncio.Future[bool]]] = deque()
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: T) -> bool:
+        """The outcome of `item`'s statement, once it has committed.
+
+        A cancelled caller still waits for that statement to end before it
+        sees the cancellation, so it knows the statement is no longer running.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.append((item, future))
+        if len(self._running) < self._inflight:
+            task = loop.create_task(self._drain())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                await asyncio.wait((future,))
+            raise
+
+    def _take(self) -> list[tuple[T, asyncio.Future[bool]]]:
+        batch: list[tuple[T, asyncio.Future[bool]]] = []
+        keys: set[Hashable] = set()
+        queue = self._queue
+        while queue and len(batch) < self._size:
+            key = self._key(queue[0][0])
+            if key in keys:
+                break
+            keys.add(key)
+            batch.append(queue.popleft())
+        return batch
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._take()
+            try:
+                if len(batch) == 1:
+                    await self._run_one(*batch[0])
+                else:
+                    await self._run_many(batch)
+            except BaseException as exc:  # shutdown: no caller is left hanging
+                for _, future in batch:
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+                raise
+
+    async def _run_one(self, item: T, future: asyncio.Future[bool]) -> None:
+        try:
+            outcome = await self._one(item)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(outcome)
+
+    async def _run_many(self, batch: list[tuple[T, asyncio.Future[bool]]]) -> None:
+        try:
+            outcomes = await self._many([item for item, _ in batch])
+        except asyncio.CancelledError:
+            raise
+        except BROKEN as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except Exception:
+            log.warning("grouped ledger statement failed; its calls run one by one", exc_info=True)
+            for item, future in batch:
+                await self._run_one(item, future)
+            return
+        alone: list[tuple[T, asyncio.Future[bool]]] = []
+        for (item, future), outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                alone.append((item, future))
+            elif not future.done():
+                future.set_result(outcome)
+        for item, future in alone:
+            await self._run_one(item, future)
+
+    async def close(self) -> None:
+        """Wait for the statements in flight."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
