@@ -120,60 +120,128 @@ class UpstreamStream:
         """Drop the connection at once (the upstream sees the cancellation)."""
         self.resp.close()
 
+    def finish(self) -> None:
+        """After a complete stream: hand the connection back to the pool for the next request.
+
+        The upstream's last event can arrive a moment before the end of its
+        body (the last chunk of a chunked body); that end is then awaited in
+        the background, briefly, so the connection is kept rather than dropped.
+        """
+        resp = self.resp
+        if resp.content.is_eof():
+            resp.release()
+        elif self.parser.done:
+            task = asyncio.get_running_loop().create_task(_release_at_end(resp))
+            _RELEASING.add(task)
+            task.add_done_callback(_RELEASING.discard)
+        else:
+            resp.close()
+
     async def events(self) -> AsyncIterator[list[StreamEvent]]:
         """Yield the events of each read from the upstream; raises when it fails or stalls.
 
         The body is read in whatever pieces the socket delivers and split into
-        SSE messages (blank-line separated) here, with one idle timer
-        rescheduled before each read.
+        SSE messages (blank-line separated) here. Only the time spent waiting
+        for the upstream counts towards the idle timeout, not the client's pace.
         """
         content = self.resp.content
-        idle = self.timeouts.stream_idle
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(None) as timer:
-                async for batch in self._batches(content, timer, loop, idle):
-                    yield batch
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(
-                f"The {self.adapter.name} stream stalled for {idle:g} s."
-            ) from exc
-
-    async def _batches(
-        self,
-        content: aiohttp.StreamReader,
-        timer: asyncio.Timeout,
-        loop: asyncio.AbstractEventLoop,
-        idle: float,
-    ) -> AsyncIterator[list[StreamEvent]]:
         parser = self.parser
+        loop = asyncio.get_running_loop()
+        watchdog = Watchdog(loop, self.timeouts.stream_idle, content)
         buffer = b""
-        while True:
-            timer.reschedule(loop.time() + idle)
-            try:
-                piece = await content.readany()
-            except (aiohttp.ClientError, OSError) as exc:
-                raise UpstreamError(f"The {self.adapter.name} stream was cut.") from exc
-            if not piece:
+        try:
+            while True:
+                watchdog.since = loop.time()
+                try:
+                    piece = await content.readany()
+                except Stalled as exc:
+                    raise UpstreamTimeoutError(
+                        f"The {self.adapter.name} stream stalled for {watchdog.idle:g} s."
+                    ) from exc
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise UpstreamError(f"The {self.adapter.name} stream was cut.") from exc
+                watchdog.since = None
+                if not piece:
+                    if parser.done:
+                        return
+                    raise UpstreamError(f"The {self.adapter.name} stream ended before it was done.")
+                buffer += piece
+                if b"\r" in buffer:
+                    buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                if b"\n\n" not in buffer:
+                    continue
+                *messages, buffer = buffer.split(b"\n\n")
+                if len(messages) == 1:
+                    batch = parse_message(parser, messages[0])
+                else:
+                    batch = []
+                    for message in messages:
+                        batch.extend(parse_message(parser, message))
+                        if parser.done:
+                            break
+                if batch:
+                    yield batch
                 if parser.done:
                     return
-                raise UpstreamError(f"The {self.adapter.name} stream ended before it was done.")
-            buffer += piece
-            if b"\r" in buffer:
-                buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if b"\n\n" not in buffer:
-                continue
-            *messages, buffer = buffer.split(b"\n\n")
-            batch: list[StreamEvent] = []
-            for message in messages:
-                batch.extend(parse_message(parser, message))
-                if parser.done:
-                    break
-            if batch:
-                timer.reschedule(None)  # the client's pace is not the upstream's stall
-                yield batch
-            if parser.done:
+        finally:
+            watchdog.stop()
+
+
+_RELEASING: set[asyncio.Task[None]] = set()
+END_WAIT_SECONDS = 1.0
+
+
+async def _release_at_end(resp: aiohttp.ClientResponse) -> None:
+    """Read a finished stream's body to its end, then release its connection (else drop it)."""
+    try:
+        async with asyncio.timeout(END_WAIT_SECONDS):
+            while piece := await resp.content.readany():
+                if piece.strip():
+                    break  # more than the end after the last event: not a connection to reuse
+            else:
+                resp.release()
                 return
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        pass
+    resp.close()
+
+
+class Stalled(Exception):
+    """Raised into a stream's pending read by its `Watchdog`."""
+
+
+class Watchdog:
+    """Fails a stream's pending read once it has waited `idle` seconds, with one timer.
+
+    The reader sets `since` to the loop time before each read and to None
+    after it; the timer, re-armed from those marks, costs nothing per read.
+    """
+
+    __slots__ = ("_handle", "_loop", "content", "idle", "since")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, idle: float, content: aiohttp.StreamReader
+    ) -> None:
+        self._loop = loop
+        self.idle = idle
+        self.content = content
+        self.since: float | None = None
+        self._handle: asyncio.TimerHandle | None = loop.call_at(loop.time() + idle, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        since = self.since
+        if since is not None and now - since >= self.idle - 0.001:  # timers fire to the ms
+            self._handle = None
+            self.content.set_exception(Stalled())
+            return
+        start = now if since is None else since
+        self._handle = self._loop.call_at(start + self.idle, self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def parse_message(parser: StreamParser, message: bytes) -> list[StreamEvent]:

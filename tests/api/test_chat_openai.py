@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import orjson
@@ -190,6 +192,26 @@ def test_stream_usage_chunk_only_when_asked(gateway: Gateway) -> None:
     gateway.wait_settled()
     (row,) = gateway.requests()
     assert row.completion_tokens == chunks[-1].usage.completion_tokens
+
+
+def test_a_finished_stream_hands_its_upstream_connection_back(
+    gateway: Gateway, openai_upstream: FakeOpenAI
+) -> None:
+    key = gateway.create_user("alice", "10")
+    # the end of each body comes a moment after its last event, as it may from a provider
+    openai_upstream.enqueue(*[Answer(text="one two three", end_delay=0.05)] * 3)
+    for _ in range(3):
+        r = httpx.post(
+            gateway.url + "/ai/openai/chat/completions",
+            headers={"X-API-Key": key},
+            json={"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}],
+                  "stream": True},
+        )  # fmt: skip
+        assert r.text.endswith("data: [DONE]\n\n")
+        time.sleep(0.2)  # the body's end has arrived: the connection is back in the pool
+    peers = [request.peer for request in openai_upstream.requests]
+    assert len(peers) == 3 and peers[0] is not None
+    assert len(set(peers)) == 1  # one kept-alive connection, not one per stream
 
 
 def test_streamed_and_non_streamed_answers_cost_the_same(gateway: Gateway) -> None:

@@ -81,6 +81,7 @@ class Answer:
     ``error_after`` sends the provider's in-stream error event (``error``, or a
     default server/overloaded error) after that many delta chunks and ends the body.
     ``keepalive`` SSE comment lines (``: keep-alive``) are sent before the first chunk.
+    ``end_delay`` seconds pass between the last event and the end of the body.
     """
 
     text: str | None = None
@@ -93,6 +94,7 @@ class Answer:
     error_after: int | None = None
     error: ErrorReply | None = None
     keepalive: int = 0
+    end_delay: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ class RecordedRequest:
     was). ``chunks_sent`` counts the delta chunks written to the socket;
     ``disconnected`` is set when the client went away before the fake finished;
     ``completed`` when the whole answer was sent; ``cut`` when the fake itself
-    cut or reset the connection.
+    cut or reset the connection. ``peer`` is the client's address (host, port),
+    the same for requests that came over one kept-alive connection.
     """
 
     method: str
@@ -30,6 +31,7 @@ class RecordedRequest:
     disconnected: bool = False
     completed: bool = False
     cut: bool = False
+    peer: tuple[str, int] | None = None  # the client's address: one per connection
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def wait_done(self, timeout: float = 5.0) -> bool:

@@ -235,6 +235,7 @@ class FakeServer:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             raw=raw,
+            peer=request.transport.get_extra_info("peername") if request.transport else None,
         )
         with self._lock:
             self._records.append(record)
@@ -353,12 +354,14 @@ class FakeServer:
                 record.chunks_sent = deltas
         else:
             record.completed = True
+        if answer.end_delay:
+            await asyncio.sleep(answer.end_delay)
         await response.write_eof()
         return response
 
 
 def _no_faults(answer: Answer) -> bool:
-    return answer.cut_after is None and answer.error_after is None
+    return answer.cut_after is None and answer.error_after is None and not answer.end_delay
 
 
 def _reached(deltas: int, limit: int | None) -> bool:

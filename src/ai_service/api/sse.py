@@ -1,8 +1,9 @@
 """Server-sent events: frame encoding and an ASGI response that notices disconnects at once.
 
-`SSEResponse` sends frames from an async iterator while it listens for the
-client's `http.disconnect`; on disconnect the iterator's task is cancelled, so
-the upstream request is dropped without waiting for the next chunk.
+`SSEResponse` sends frames from an async iterator while a small task listens
+for the client's `http.disconnect`; on disconnect the sending task is
+cancelled, so the upstream request is dropped without waiting for the next
+chunk.
 """
 
 from __future__ import annotations
@@ -42,31 +43,41 @@ class SSEResponse(Response):
         self.status_code = 200
         self.background = None
         self.raw_headers = HEADERS + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        self._sending = True  # until the last frame is handed to the server
+        self._gone = False  # the client disconnected while frames were still being sent
 
     async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        sender = asyncio.ensure_future(self._send_all(send))
-        watcher = asyncio.ensure_future(self._watch(receive))
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.ensure_future(self._watch(receive, task))
         try:
-            await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await self._send_all(send)
+        except asyncio.CancelledError:
+            if not self._gone:
+                raise  # cancelled from outside (shutdown): not ours to swallow
+            task.uncancel()
         finally:
-            if not sender.done():
-                sender.cancel()
+            self._sending = False
             watcher.cancel()
-            await asyncio.gather(sender, watcher, return_exceptions=True)
 
     async def _send_all(self, send: Send) -> None:
         try:
             async for chunk in self.frames:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self._sending = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client went away; the frames' generator settles as cancelled
         finally:
             await self.frames.aclose()  # type: ignore[attr-defined]  # async generator
 
-    async def _watch(self, receive: Receive) -> None:
+    async def _watch(self, receive: Receive, sender: asyncio.Task[object]) -> None:
+        """Cancel the sending task as soon as the client disconnects mid-stream."""
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                if self._sending:
+                    self._gone = True
+                    sender.cancel()
                 return

@@ -136,7 +136,10 @@ async def relay(call: Call, upstream: UpstreamStream, wants_usage: bool) -> Asyn
     except ServiceError as exc:
         failure = exc
     finally:
-        upstream.close()
+        if finished:
+            upstream.finish()
+        else:
+            upstream.close()
         if not finished and failure is None:
             await _settle_stream(call, tally, "cancelled", 499, None, latency, ttft)
     if failure is not None:
