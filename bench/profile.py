@@ -146,7 +146,7 @@ def summarize(stacks: list[tuple[list[tuple[str, str]], int]], ms_per_request: f
     return "\n".join(out)
 
 
-def main(scenario_key: str, seconds: float, ref: str | None = None) -> int:
+def main(scenario_key: str, seconds: float, ref: str | None = None, which: str = "pg") -> int:
     from bench.run import bench
 
     scenario: Scenario = next(s for s in SCENARIOS if s.key == scenario_key)
@@ -154,21 +154,26 @@ def main(scenario_key: str, seconds: float, ref: str | None = None) -> int:
     timing = Timing(warmup=2.0, duration=seconds + 4.0)
     with bench(ref) as (b, commit):
         info = machine.describe(b.server_core, b.load_core, ref, commit)
-        with b.gateway("pg", report.PG)() as target:
+        if which == "bare":
+            start = lambda: targets.bare_proxy(b.upstream, b.server_core, b.tmp)  # noqa: E731
+        else:
+            start = b.gateway("pg", report.PG)
+        with start() as target:
             result = _drive(b, target, scenario, timing, spy, seconds)
     raw = result.pop("stacks")
     row = report.derive(result, None)
     ms = row["cpu_ms_per_request"] or 0.0
     dirty = " with uncommitted changes" if info["uncommitted_changes"] else ""
     text = (
-        f"py-spy profile of ai-service[pg] under {scenario.key} ({scenario.title}) "
+        f"py-spy profile of {target.name} under {scenario.key} ({scenario.title}) "
         f"at {info['short_commit']}{dirty}\n"
         f"{row['rps']:.0f} rps while sampled, {row['failures']} failed\n\n"
         + summarize(parse(raw.splitlines()), ms)
     )
     print(text)
     name = machine.result_name(info, False).removesuffix(".json")
-    path = procs.ROOT / "bench" / "results" / f"profile-{name}-{scenario.key}.txt"
+    suffix = "-bare" if which == "bare" else ""
+    path = procs.ROOT / "bench" / "results" / f"profile-{name}-{scenario.key}{suffix}.txt"
     path.write_text(text + "\n")
     stacks = Path(tempfile.gettempdir()) / f"ai-bench-{path.stem}.stacks.txt"
     stacks.write_text(raw)

@@ -193,12 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--profile", nargs="?", const="json-c64", metavar="SCENARIO")
     parser.add_argument("--profile-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--profile-target", choices=("pg", "bare"), default="pg", help="what --profile samples"
+    )
     args = parser.parse_args(argv)
 
     if args.profile:
         from bench import profile
 
-        return profile.main(args.profile, args.profile_seconds, args.ref)
+        return profile.main(args.profile, args.profile_seconds, args.ref, args.profile_target)
 
     base = QUICK if args.quick else FULL
     timing = Timing(args.warmup or base.warmup, args.duration or base.duration)
