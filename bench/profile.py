@@ -27,7 +27,9 @@ from bench import machine, procs, report, targets
 from bench.scenarios import SCENARIOS, Scenario, Timing
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from contextlib import AbstractContextManager
+
+    from bench.run import Bench, TargetFactory
 
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 PACKAGES = (
@@ -154,10 +156,12 @@ def main(scenario_key: str, seconds: float, ref: str | None = None, which: str =
     timing = Timing(warmup=2.0, duration=seconds + 4.0)
     with bench(ref) as (b, commit):
         info = machine.describe(b.server_core, b.load_core, ref, commit)
+        start: TargetFactory = b.gateway("pg", report.PG)
         if which == "bare":
-            start = lambda: targets.bare_proxy(b.upstream, b.server_core, b.tmp)  # noqa: E731
-        else:
-            start = b.gateway("pg", report.PG)
+
+            def start() -> AbstractContextManager[targets.Target]:
+                return targets.bare_proxy(b.upstream, b.server_core, b.tmp)
+
         with start() as target:
             result = _drive(b, target, scenario, timing, spy, seconds)
     raw = result.pop("stacks")

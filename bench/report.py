@@ -76,6 +76,32 @@ def derive(
     return row
 
 
+SUMMED = ("requests", "failures", "failure_kinds", "window_s", "core_busy_s")
+
+
+def merge(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rows of several rounds: counts summed, every other number averaged."""
+    if len(rows) == 1:
+        return rows[0]
+
+    def combine(values: list[Any], total: bool) -> Any:
+        present = [v for v in values if v is not None]
+        if not present:
+            return None
+        if isinstance(present[0], dict):
+            keys = {k for v in present for k in v}
+            return {k: combine([v.get(k) for v in present], total) for k in sorted(keys)}
+        if isinstance(present[0], bool) or not isinstance(present[0], int | float):
+            return present[0]
+        if total:
+            return round(sum(present), 3)
+        return round(sum(present) / len(present), 4)
+
+    merged = {key: combine([r.get(key) for r in rows], key in SUMMED) for key in rows[0]}
+    merged["rounds"] = len(rows)
+    return merged
+
+
 def _get(results: dict[str, dict[str, Any]], scenario: str, target: str) -> dict[str, Any] | None:
     return results.get(scenario, {}).get(target)
 

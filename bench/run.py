@@ -1,6 +1,6 @@
 """`make bench`: direct vs bare proxy vs ai-service, on loopback, with billing on.
 
-    python -m bench.run                 # full run, about 6 minutes
+    python -m bench.run                 # full run (2 rounds, alternating order), about 8 minutes
     python -m bench.run --quick         # about 80 s: 0.5 s warm-up + 1.5 s per run, no workers row
     python -m bench.run --ref HEAD      # the committed code, not the working tree
     python -m bench.run --profile       # py-spy profile of ai-service[pg] under json-c64
@@ -141,33 +141,54 @@ def bench(ref: str | None) -> Iterator[tuple[Bench, str | None]]:
 
 
 def measure(
-    b: Bench, chosen: list[str], scenarios: list[Scenario], timing: Timing, workers: int
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Every (target, scenario) run: (derived rows, raw load-generator output)."""
-    results: dict[str, dict[str, Any]] = {s.key: {} for s in scenarios}
-    raw: dict[str, dict[str, Any]] = {s.key: {} for s in scenarios}
-    for label, start, workers_only in b.plan(chosen, workers):
-        todo = [s for s in scenarios if s.workers_row or not workers_only]
-        if not todo:
-            continue
-        with start() as target:
-            for scenario in todo:
-                print(f"  {label:<28} {scenario.key:<18}", end="", flush=True)
-                out = b.load(target, scenario, timing)
-                raw[scenario.key][label] = out
-                direct = raw[scenario.key].get("direct") if label != "direct" else None
-                core = None if label == "direct" else b.server_core
-                row = report.derive(out, direct, core)
-                results[scenario.key][label] = row
-                busy = " ".join(
-                    f"cpu{c} {s / row['window_s'] * 100:.0f}%"
-                    for c, s in row["core_busy_s"].items()
-                )
-                print(
-                    f"{row['rps']:>8.0f} rps {row['cpu_ms_per_request'] or 0:7.3f} ms CPU/req "
-                    f"{row['failures']:>3} failed  ({busy})"
-                )
+    b: Bench,
+    chosen: list[str],
+    scenarios: list[Scenario],
+    timing: Timing,
+    workers: int,
+    rounds: int = 1,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[Any]]]]:
+    """Every (target, scenario) run: (derived rows, raw load-generator output per round).
+
+    With several rounds the targets after `direct` run in alternating order
+    (A B C, then C B A, ...), so a machine that speeds up or slows down during
+    the run weighs on every target alike; each row is then the rounds' mean.
+    """
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in scenarios}
+    raw: dict[str, dict[str, list[Any]]] = {s.key: {} for s in scenarios}
+    steps = b.plan(chosen, workers)
+    for n in range(rounds):
+        first = steps[:1] if steps and steps[0][0] == "direct" else []
+        rest = steps[len(first) :]
+        order = first + (rest if n % 2 == 0 else rest[::-1])
+        for label, start, workers_only in order:
+            todo = [s for s in scenarios if s.workers_row or not workers_only]
+            if not todo:
+                continue
+            with start() as target:
+                for scenario in todo:
+                    lead = f"  {label:<28} {scenario.key:<18}"
+                    print(lead if rounds == 1 else f"{lead}r{n + 1}", end="", flush=True)
+                    out = b.load(target, scenario, timing)
+                    raw[scenario.key].setdefault(label, []).append(out)
+                    runs = raw[scenario.key].get("direct", [])
+                    direct = runs[-1] if runs and label != "direct" else None
+                    core = None if label == "direct" else b.server_core
+                    row = report.derive(out, direct, core)
+                    rows[scenario.key].setdefault(label, []).append(row)
+                    _print_run(row)
+    results = {key: {label: report.merge(r) for label, r in by.items()} for key, by in rows.items()}
     return results, raw
+
+
+def _print_run(row: dict[str, Any]) -> None:
+    busy = " ".join(
+        f"cpu{c} {s / row['window_s'] * 100:.0f}%" for c, s in row["core_busy_s"].items()
+    )
+    print(
+        f"{row['rps']:>8.0f} rps {row['cpu_ms_per_request'] or 0:7.3f} ms CPU/req "
+        f"{row['failures']:>3} failed  ({busy})"
+    )
 
 
 def keep_logs(tmp: Path, info: dict[str, Any]) -> Path:
@@ -185,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows, no workers row")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per run")
     parser.add_argument("--duration", type=float, help="seconds measured per run")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of every run, in alternating order (full: 2)"
+    )
     parser.add_argument("--targets", help=f"comma-separated, of {','.join(TARGET_KEYS)}")
     parser.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS))
     parser.add_argument("--workers", type=int, default=2, help="workers of the extra row")
@@ -204,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         return profile.main(args.profile, args.profile_seconds, args.ref, args.profile_target)
 
     base = QUICK if args.quick else FULL
-    timing = Timing(args.warmup or base.warmup, args.duration or base.duration)
+    timing = Timing(
+        args.warmup or base.warmup, args.duration or base.duration, args.rounds or base.rounds
+    )
     if args.targets is None:
         chosen = [k for k in TARGET_KEYS if not (args.quick and k == "pg-workers")]
     else:
@@ -226,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine.describe(b.server_core, b.load_core, args.ref, commit)
         print(machine.summary(info))
         try:
-            results, raw = measure(b, chosen, scenarios, timing, args.workers)
+            results, raw = measure(b, chosen, scenarios, timing, args.workers, timing.rounds)
         finally:
             logs = keep_logs(b.tmp, info)
         info["background_load_after"] = machine.background_busy()
@@ -242,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
-        "timing": {"warmup_s": timing.warmup, "duration_s": timing.duration},
+        "timing": {"warmup_s": timing.warmup, "duration_s": timing.duration,
+                   "rounds": timing.rounds},
         "fake_upstream": {"chunks": CHUNKS, "chunk_interval_ms": CHUNK_INTERVAL_MS},
         "scenarios": {s.key: {"title": s.title, "concurrency": s.concurrency,
                               "stream": s.stream, "upstream_delay_ms": s.delay_ms}

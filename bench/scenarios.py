@@ -60,8 +60,9 @@ SCENARIOS = [
 @dataclass(frozen=True, slots=True)
 class Timing:
     warmup: float
-    duration: float
+    duration: float  # measured seconds of one run
+    rounds: int = 1  # runs of every (target, scenario), targets in alternating order
 
 
-FULL = Timing(warmup=2.0, duration=10.0)
+FULL = Timing(warmup=2.0, duration=5.0, rounds=2)
 QUICK = Timing(warmup=0.5, duration=1.5)

@@ -125,12 +125,13 @@ async def relay(call: Call, upstream: UpstreamStream, wants_usage: bool) -> Asyn
                 chunk["content"] = ev.text
                 if not wants_usage:
                     chunk.pop("usage", None)
-                out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                out += (b"data: ", orjson.dumps(chunk), b"\n\n")
             if out:
                 if ttft is None:
                     ttft = call.elapsed_ms()
                 frames = b"".join(out)
-                tally.record(frames)
+                if tally.keep:
+                    tally.record(frames)
                 yield frames
         finished = True
     except ServiceError as exc:
