@@ -113,9 +113,9 @@ async def balances(engine: AsyncEngine, user_id: int) -> tuple[int, int]:
     return int(available), int(reserved)
 
 
-async def scalar(engine: AsyncEngine, sql: str) -> Any:
+async def scalar(engine: AsyncEngine, sql: str, *params: Any) -> Any:
     async with engine.connect() as conn:
-        return (await conn.exec_driver_sql(sql)).scalar_one()
+        return (await conn.exec_driver_sql(sql, params)).scalar_one()
 
 
 async def test_a_storm_of_reservations_and_settlements_is_grouped_and_exact(
@@ -173,8 +173,9 @@ async def test_one_bad_row_fails_alone_and_the_rest_of_its_group_settles(
     assert all(await asyncio.gather(*(ledger_.reserve_open(user_id, 5000, row(r)) for r in ids)))
 
     def settlement(i: int) -> Settlement:
-        # a NUL character is refused by PostgreSQL text columns
-        body = "broken \x00 payload" if i == 3 else f"fine {i}"
+        # a NUL character is refused by PostgreSQL text columns; the first four
+        # settlements run alone at once, the next six queue and are grouped
+        body = "broken \x00 payload" if i == 7 else f"fine {i}"
         return Settlement(status="ok", http_status=200, cost=1000, response_body=body)
 
     results = await asyncio.gather(
@@ -185,30 +186,35 @@ async def test_one_bad_row_fails_alone_and_the_rest_of_its_group_settles(
     assert pool.tried["settle-group"] >= 1
     assert pool.runs["settle-group"] == 0
     assert pool.runs["settle"] == 9
-    assert isinstance(results[3], DATA_ERRORS)
-    assert [r for i, r in enumerate(results) if i != 3] == [True] * 9
+    assert isinstance(results[7], DATA_ERRORS)
+    assert [r for i, r in enumerate(results) if i != 7] == [True] * 9
     available, reserved = await balances(engine, user_id)
     assert (available, reserved) == (10**9 - 10 * 5000 + 9 * 4000, 5000)
     assert await scalar(engine, "SELECT count(*) FROM api_requests WHERE status = 'pending'") == 1
     await ledger_.close()
 
 
-async def test_a_cancelled_caller_waits_for_its_statement(engine: AsyncEngine) -> None:
-    ledger_, _ = await make(engine)
+async def test_a_queued_caller_that_is_cancelled_waits_for_its_statement(
+    engine: AsyncEngine,
+) -> None:
+    ledger_, pool = await make(engine)
     user_id = await new_user(engine, "bob", 10**9)
-    request_id = f"gone-{uuid.uuid4().hex[:8]}"
-    task = asyncio.ensure_future(ledger_.reserve_open(user_id, 7000, row(request_id)))
-    await asyncio.sleep(0)  # the reservation is queued, its statement about to be sent
-    task.cancel()
+    ids = [f"r-{i}-{uuid.uuid4().hex[:8]}" for i in range(8)]
+    tasks = [asyncio.ensure_future(ledger_.reserve_open(user_id, 7000, row(r))) for r in ids]
+    await asyncio.sleep(0)  # four callers run their own statements; the others queue
+    tasks[-1].cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
-    # when the cancellation reaches the caller, the statement has ended: its outcome is final
-    pending = await scalar(engine, "SELECT count(*) FROM api_requests WHERE status = 'pending'")
-    available, reserved = await balances(engine, user_id)
-    assert (pending, reserved) in {(0, 0), (1, 7000)}
-    assert available + reserved == 10**9
+        await tasks[-1]
+    # when the cancellation reaches the caller, its statement has ended: the outcome is final
+    cancelled = "SELECT count(*) FROM api_requests WHERE request_id = $1"
+    before = await scalar(engine, cancelled, ids[-1]), await balances(engine, user_id)
+    assert all(await asyncio.gather(*tasks[:-1]))
     await asyncio.sleep(0.3)
-    assert await balances(engine, user_id) == (available, reserved)
+    assert await scalar(engine, cancelled, ids[-1]) == before[0]
+    available, reserved = await balances(engine, user_id)
+    assert reserved == 7000 * (7 + before[0])
+    assert available + reserved == 10**9
+    assert pool.runs["reserve"] >= 4
     await ledger_.close()
 
 

@@ -4,8 +4,8 @@ A `Batcher` runs at most `inflight` statements at a time. A call that arrives
 while they are all busy waits in a queue, and the next statement takes every
 call waiting (up to `size`), so under load many reservations or settlements
 share one round trip, one lock of each balance row and one commit; a lone call
-still goes at once, as the single-row statement. Nothing is acknowledged before
-the statement that carries it has committed.
+still goes at once, as the single-row statement, from the caller's own task.
+Nothing is acknowledged before the statement that carries it has committed.
 
 When a grouped statement fails cleanly (it rolled back as a whole, for example
 on one row's bad data), each of its calls is run again on its own, so one call's
@@ -51,27 +51,43 @@ class Batcher(Generic[T]):
         self._size = size
         self._inflight = inflight
         self._queue: deque[tuple[T, asyncio.Future[bool]]] = deque()
+        self._busy = 0  # statements in flight: callers running their own, and draining tasks
         self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> bool:
         """The outcome of `item`'s statement, once it has committed.
 
-        A cancelled caller still waits for that statement to end before it
-        sees the cancellation, so it knows the statement is no longer running.
+        When nothing is queued and fewer than `inflight` statements run, the
+        caller runs its own statement at once, in its own task: a lone call
+        costs no hop through another task. Otherwise the call queues and a
+        draining task runs it, grouped with the others waiting; a cancelled
+        caller then still waits for that statement to end before it sees the
+        cancellation.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
+        if not self._queue and self._busy < self._inflight:
+            self._busy += 1
+            try:
+                return await self._one(item)
+            finally:
+                self._busy -= 1
+                self._kick()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if len(self._running) < self._inflight:
-            task = loop.create_task(self._drain())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        self._kick()
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             if not future.done():
                 await asyncio.wait((future,))
             raise
+
+    def _kick(self) -> None:
+        """Start a draining task if calls are waiting and a statement may start."""
+        if self._queue and self._busy < self._inflight:
+            self._busy += 1
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     def _take(self) -> list[tuple[T, asyncio.Future[bool]]]:
         batch: list[tuple[T, asyncio.Future[bool]]] = []
@@ -86,22 +102,25 @@ class Batcher(Generic[T]):
         return batch
 
     async def _drain(self) -> None:
-        while self._queue:
-            batch = self._take()
-            try:
-                if len(batch) == 1:
-                    await self._run_one(*batch[0])
-                else:
-                    await self._run_many(batch)
-            except BaseException as exc:  # shutdown: no caller is left hanging
-                for _, future in batch:
-                    if future.done():
-                        continue
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
+        try:
+            while self._queue:
+                batch = self._take()
+                try:
+                    if len(batch) == 1:
+                        await self._run_one(*batch[0])
                     else:
-                        future.set_exception(exc)
-                raise
+                        await self._run_many(batch)
+                except BaseException as exc:  # shutdown: no caller is left hanging
+                    for _, future in batch:
+                        if future.done():
+                            continue
+                        if isinstance(exc, asyncio.CancelledError):
+                            future.cancel()
+                        else:
+                            future.set_exception(exc)
+                    raise
+        finally:
+            self._busy -= 1
 
     async def _run_one(self, item: T, future: asyncio.Future[bool]) -> None:
         try:

@@ -156,7 +156,8 @@ class Call:
         current = asyncio.current_task()
         if current is None or not current.cancelling():
             try:
-                return await self._settle_once(s, also)
+                await self._settle_once(s, also)
+                return
             except DATA_ERRORS:
                 log.exception("settlement refused by the database; retried without payloads")
                 s = s.stripped()
@@ -167,33 +168,51 @@ class Call:
         if not done:
             log.error("settlement delayed", extra={"request_id": self.request_id})
 
-    def abandon(self, s: ledger.Settlement) -> None:
-        """Settle in the background, retried until the database answers (nobody waits)."""
-        s.duration_ms = self.elapsed_ms()
-        self.state.spawn(self._settle(s, None))
+    def abandon(self, s: ledger.Settlement, patience: float = 0.0) -> None:
+        """Settle in the background, retried until the database answers (nobody waits).
 
-    async def _settle(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
+        With `patience`, a request found not pending is looked for again for
+        that many seconds: its reservation's statement was interrupted, and may
+        still commit a moment later. If it does not, nothing was reserved.
+        """
+        s.duration_ms = self.elapsed_ms()
+        self.state.spawn(self._settle(s, None, patience))
+
+    async def _settle(
+        self, s: ledger.Settlement, also: ledger.Hook | None, patience: float = 0.0
+    ) -> None:
         delay = 0.05
+        deadline = time.monotonic() + patience
         while True:
             try:
-                return await self._settle_once(s, also)
+                if await self._settle_once(s, also, expected=patience == 0):
+                    return
+                if time.monotonic() >= deadline:
+                    if patience:
+                        log.info("nothing was reserved", extra={"request_id": self.request_id})
+                    return
             except DATA_ERRORS:
                 log.exception("settlement refused by the database; retried without payloads")
                 s = s.stripped()
+                continue
             except DB_ERRORS:
                 log.warning("settlement failed, retrying", extra={"request_id": self.request_id})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
-    async def _settle_once(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
+    async def _settle_once(
+        self, s: ledger.Settlement, also: ledger.Hook | None, expected: bool = True
+    ) -> bool:
+        """One settlement attempt: whether the request was pending (and is now settled)."""
         settled = await self.state.ledger.settle(
             self.request_id, self.principal.user_id, self.reserved, s, also
         )
-        if not settled:
+        if not settled and expected:
             log.error(
                 "request was no longer pending at settlement; not charged",
                 extra={"request_id": self.request_id, "status": s.status},
             )
+        return settled
 
 
 async def refuse(call: Call, exc: ServiceError) -> ServiceError:

@@ -37,6 +37,8 @@ log = logging.getLogger("ai_service.request")
 
 MAX_AMOUNT = 2**63 - 1  # nano-USD columns are 64-bit: a larger worst case is lowered
 DB_DOWN = "The gateway's database was unreachable while the request was admitted."
+# how long an interrupted reservation statement is waited for, to release what it reserved
+RESERVATION_PATIENCE = 5.0
 
 
 async def chat(
@@ -150,13 +152,19 @@ async def reserve(call: Call, plan: Plan) -> None:
                 # the reservation may have committed with its reply lost: settle it as
                 # failed (a no-op if no pending row exists), retried until the database answers
                 call.reserved = amount
-                call.abandon(ledger.Settlement(status="error", http_status=503, error=DB_DOWN))
+                call.abandon(
+                    ledger.Settlement(status="error", http_status=503, error=DB_DOWN),
+                    patience=RESERVATION_PATIENCE,
+                )
                 raise
             except asyncio.CancelledError:
-                # the client left while its reservation was being written (the ledger lets
-                # the statement finish first): release it, if it was made
+                # the client left while its reservation was being written: release it,
+                # if the interrupted statement made it (or makes it a moment later)
                 call.reserved = amount
-                call.abandon(ledger.Settlement(status="cancelled", http_status=499))
+                call.abandon(
+                    ledger.Settlement(status="cancelled", http_status=499),
+                    patience=RESERVATION_PATIENCE,
+                )
                 raise
             if reserved:
                 call.reserved = amount
