@@ -44,6 +44,7 @@ def derive(
     window = raw["window_s"] or 1.0
     row: dict[str, Any] = {
         "rps": raw["rps"],
+        "rps_window": raw.get("rps_window"),
         "requests": requests,
         "latency_ms": raw["latency_ms"],
         "ttft_ms": raw["ttft_ms"],
@@ -73,6 +74,8 @@ def derive(
         row["throughput_vs_direct"] = (
             round(raw["rps"] / direct["rps"], 4) if direct["rps"] else None
         )
+        if raw.get("rps_window") and direct.get("rps_window"):
+            row["throughput_vs_direct_window"] = round(raw["rps_window"] / direct["rps_window"], 4)
     return row
 
 
