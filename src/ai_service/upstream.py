@@ -8,6 +8,7 @@ an `UpstreamTimeoutError` (504), a cut stream an `UpstreamError`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ import orjson
 
 from ai_service.errors import ServiceError, UpstreamError, UpstreamTimeoutError
 from ai_service.providers.base import Adapter, ChatRequest, ChatResult, StreamEvent, StreamParser
+
+log = logging.getLogger("ai_service.upstream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +212,8 @@ async def _release_at_end(resp: aiohttp.ClientResponse) -> None:
             else:
                 resp.release()
                 return
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        pass
+    except Exception as exc:  # any failure here only costs the connection
+        log.debug("upstream connection dropped after a stream: %r", exc)
     resp.close()
 
 
