@@ -109,6 +109,14 @@ def _get(results: dict[str, dict[str, Any]], scenario: str, target: str) -> dict
     return results.get(scenario, {}).get(target)
 
 
+def _cpu_ratio(results: dict[str, dict[str, Any]], scenario: str, target: str) -> float | None:
+    """The target's CPU per request over the bare proxy's, in one scenario."""
+    gw, bare = _get(results, scenario, target), _get(results, scenario, BARE)
+    if gw and bare and gw["cpu_ms_per_request"] and bare["cpu_ms_per_request"]:
+        return float(gw["cpu_ms_per_request"] / bare["cpu_ms_per_request"])
+    return None
+
+
 def goals(results: dict[str, dict[str, Any]], target: str = PG) -> list[dict[str, Any]]:
     """Issue 4's goals, evaluated on `target` (met: True/False, or None when not measured)."""
     out: list[dict[str, Any]] = []
@@ -117,10 +125,7 @@ def goals(results: dict[str, dict[str, Any]], target: str = PG) -> list[dict[str
         shown = None if value is None else round(value, 3)
         out.append({"goal": goal, "limit": limit, "measured": shown, "unit": unit, "met": met})
 
-    gw, bare = _get(results, "json-c64", target), _get(results, "json-c64", BARE)
-    ratio = None
-    if gw and bare and gw["cpu_ms_per_request"] and bare["cpu_ms_per_request"]:
-        ratio = gw["cpu_ms_per_request"] / bare["cpu_ms_per_request"]
+    ratio = _cpu_ratio(results, "json-c64", target)
     add(
         "CPU per non-streamed request at c=64, vs bare proxy",
         "<= 3x",
@@ -156,10 +161,7 @@ def goals(results: dict[str, dict[str, Any]], target: str = PG) -> list[dict[str
         None if value is None else value <= 2.0,
         "ms",
     )
-    gw, bare = _get(results, "sse-c64", target), _get(results, "sse-c64", BARE)
-    ratio = None
-    if gw and bare and gw["cpu_ms_per_request"] and bare["cpu_ms_per_request"]:
-        ratio = gw["cpu_ms_per_request"] / bare["cpu_ms_per_request"]
+    ratio = _cpu_ratio(results, "sse-c64", target)
     add(
         "CPU per stream at c=64, vs bare proxy",
         "<= 1.5x",

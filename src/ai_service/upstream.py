@@ -169,19 +169,14 @@ class UpstreamStream:
                         return
                     raise UpstreamError(f"The {self.adapter.name} stream ended before it was done.")
                 if not buffer and piece.find(b"\n\n") == len(piece) - 2 and b"\r" not in piece:
-                    # the common read: exactly one whole message
-                    batch = parse_message(parser, piece[:-2])
-                    if batch:
-                        yield batch
-                    if parser.done:
-                        return
-                    continue
-                buffer += piece
-                if b"\r" in buffer:
-                    buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-                if b"\n\n" not in buffer:
-                    continue
-                *messages, buffer = buffer.split(b"\n\n")
+                    messages = [piece[:-2]]  # the common read: exactly one whole message
+                else:
+                    buffer += piece
+                    if b"\r" in buffer:
+                        buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                    if b"\n\n" not in buffer:
+                        continue
+                    *messages, buffer = buffer.split(b"\n\n")
                 if len(messages) == 1:
                     batch = parse_message(parser, messages[0])
                 else:

@@ -58,7 +58,6 @@ class SSEResponse(Response):
                 raise  # cancelled from outside (shutdown): not ours to swallow
             task.uncancel()
         finally:
-            self._sending = False
             watcher.cancel()
 
     async def _send_all(self, send: Send) -> None:

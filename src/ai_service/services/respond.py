@@ -130,8 +130,7 @@ async def relay(call: Call, upstream: UpstreamStream, wants_usage: bool) -> Asyn
                 if ttft is None:
                     ttft = call.elapsed_ms()
                 frames = b"".join(out)
-                if tally.keep:
-                    tally.record(frames)
+                tally.record(frames)
                 yield frames
         finished = True
     except ServiceError as exc:
