@@ -53,7 +53,8 @@ class Settlement:
 
     status: str
     http_status: int
-    cost: int = 0
+    cost: int = 0  # what the provider bills, at the price that applied
+    price_detail: str | None = None  # JSON: the rates applied and the cost of each part
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

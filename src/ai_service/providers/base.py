@@ -24,7 +24,11 @@ class Usage:
 
     `input_tokens` counts the uncached prompt tokens only; cache reads and cache
     writes are counted apart so that each is priced at its own rate.
-    `output_tokens` includes `reasoning_tokens`.
+    `output_tokens` includes `reasoning_tokens`. `cache_write_1h_tokens` is the
+    part of `cache_write_tokens` written with a 1-hour lifetime (Anthropic),
+    priced at its own rate. `service_tier` is the tier the provider says served
+    the request (OpenAI's and Anthropic's `service_tier`), which selects the
+    price where the provider charges tiers differently.
     """
 
     input_tokens: int = 0
@@ -32,6 +36,8 @@ class Usage:
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    service_tier: str | None = None
 
     @property
     def prompt_tokens(self) -> int:

@@ -83,6 +83,7 @@ class ApiModel(Base):
     input_price: Mapped[int] = mapped_column(BigInteger, default=0)
     cached_input_price: Mapped[int | None] = mapped_column(BigInteger)
     cache_write_price: Mapped[int | None] = mapped_column(BigInteger)
+    cache_write_1h_price: Mapped[int | None] = mapped_column(BigInteger)
     output_price: Mapped[int] = mapped_column(BigInteger, default=0)
     context_window: Mapped[int] = mapped_column(Integer, default=0)
     max_output_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -131,7 +132,11 @@ class ApiRequest(Base):
     cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the part of `cost` the balance could not pay (charged to the `uncollected` account)
+    uncollected: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    # JSON: the rates applied (tier, service tier) and the cost of each kind of token
+    price_detail: Mapped[str | None] = mapped_column(Text)
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     default_price: Mapped[bool] = mapped_column(Boolean, default=False)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
@@ -179,6 +184,19 @@ class ApiTransaction(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ApiPriceData(Base):
+    """A price data file loaded by `ai-service models sync` (genai-prices' provider array)."""
+
+    __tablename__ = "api_price_data"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(500))
+    content: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
 
