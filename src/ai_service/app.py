@@ -33,7 +33,7 @@ from ai_service.api.routes import (
 )
 from ai_service.api.web import make_templates
 from ai_service.auth import KeyStore
-from ai_service.billing.fastledger import make_ledger
+from ai_service.billing.ledger import make_ledger
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
 from ai_service.metrics import CHAT_PATH
