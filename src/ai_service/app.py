@@ -51,7 +51,9 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the hot path has its own pool (the ledger's); SQLAlchemy serves the rest
         engine = make_engine(
-            settings.database_url, pool_size=max(2, settings.database_pool_size // 4)
+            settings.database_url,
+            pool_size=max(2, settings.database_pool_size // 4),
+            durable=settings.billing_synchronous_commit,
         )
         sessions = session_factory(engine)
         client = make_client(settings.upstream_pool_size, settings.connect_timeout)

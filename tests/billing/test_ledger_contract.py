@@ -323,3 +323,36 @@ async def test_one_grouped_settlement_collects_each_user_in_order(db_url: str) -
     finally:
         await pg.close()
         await engine.dispose()
+
+
+def _synchronous_level(sqlite: Any) -> int:
+    """PRAGMA synchronous of the SQLite ledger's own connection (on its thread)."""
+    return int(sqlite._connection().execute("PRAGMA synchronous").fetchone()[0])
+
+
+async def test_ledger_writes_are_durable_by_default(db_url: str) -> None:
+    """Acknowledged only once on disk, unless `billing_synchronous_commit` is turned off."""
+    from ai_service.billing.sqliteledger import SqliteLedger
+    from ai_service.config import Settings
+
+    durable = Settings(database_url=db_url).billing_synchronous_commit
+    assert durable is True
+    for on in (durable, False):
+        engine = make_engine(db_url, durable=on)
+        chosen = await ledger.make_ledger(engine, pool_size=1, synchronous_commit=on)
+        try:
+            async with engine.connect() as conn:
+                if isinstance(chosen, PgLedger):
+                    setting = await chosen.pool.fetchval("SHOW synchronous_commit")
+                    assert setting == ("on" if on else "off")
+                    shown = await conn.scalar(text("SHOW synchronous_commit"))
+                    assert shown == ("on" if on else "off")
+                else:
+                    assert isinstance(chosen, SqliteLedger)
+                    own = await chosen._run(_synchronous_level, chosen)
+                    assert own == (2 if on else 1)
+                    level = await conn.scalar(text("PRAGMA synchronous"))
+                    assert level == (2 if on else 1)  # FULL, NORMAL
+        finally:
+            await chosen.close()
+            await engine.dispose()
