@@ -33,7 +33,7 @@ from ai_service.api.routes import (
 )
 from ai_service.api.web import make_templates
 from ai_service.auth import KeyStore
-from ai_service.billing.fastledger import make_ledger
+from ai_service.billing.ledger import make_ledger
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
 from ai_service.metrics import CHAT_PATH
@@ -51,7 +51,9 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the hot path has its own pool (the ledger's); SQLAlchemy serves the rest
         engine = make_engine(
-            settings.database_url, pool_size=max(2, settings.database_pool_size // 4)
+            settings.database_url,
+            pool_size=max(2, settings.database_pool_size // 4),
+            durable=settings.billing_synchronous_commit,
         )
         sessions = session_factory(engine)
         client = make_client(settings.upstream_pool_size, settings.connect_timeout)

@@ -47,10 +47,11 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///ai-service.db"
     database_pool_size: int = 20
-    # PostgreSQL: wait for the WAL flush of every reservation and settlement (an fsync a
-    # request); when off, a crash of the database server may lose its last moments of
-    # commits, always whole transactions, so the ledger stays consistent
-    billing_synchronous_commit: bool = False
+    # every reservation and settlement is acknowledged only once durable on the primary
+    # (PostgreSQL: synchronous_commit on; SQLite: synchronous FULL). Off is an opt-out:
+    # a crash of the database server may then lose its last moments of commits (whole
+    # transactions, so the ledger stays consistent), i.e. charges of answered requests
+    billing_synchronous_commit: bool = True
     # PostgreSQL: concurrent reservations and settlements share one statement (group
     # commit); each is still acknowledged only once the statement carrying it committed
     billing_group_commit: bool = True

@@ -4,9 +4,9 @@ Every gateway process writes a heartbeat to `api_instances`. A request's
 `pending` row carries the id of the instance serving it. When an instance has
 not written a heartbeat for the lease (`instance_lease_seconds`, several
 heartbeat periods), any other instance releases the reservations of its
-pending rows and marks them `error` at cost 0: the client of a request whose
-gateway died got no complete answer, so it is not charged. An instance that is
-alive keeps its heartbeat fresh, so its requests are never touched.
+pending rows through the ledger (a settlement at cost 0, status `error`): the
+client of a request whose gateway died got no complete answer, so it is not
+charged. An instance that is alive keeps its heartbeat fresh, so its requests are never touched.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import logging
 from typing import cast
 
 from sqlalchemy import Table, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ai_service.billing.ledger import REQUESTS, USERS, utcnow
+from ai_service.billing import ledger
+from ai_service.billing.ledger import REQUESTS, Settlement, utcnow
 from ai_service.storage.db import DB_ERRORS
 from ai_service.storage.models import ApiIdempotency, ApiInstance
 
@@ -62,7 +63,6 @@ async def recover(engine: AsyncEngine, instance_id: str, lease_seconds: float) -
         pending = (
             await conn.execute(
                 select(
-                    REQUESTS.c.id,
                     REQUESTS.c.request_id,
                     REQUESTS.c.user_id,
                     REQUESTS.c.reserved,
@@ -71,33 +71,20 @@ async def recover(engine: AsyncEngine, instance_id: str, lease_seconds: float) -
             )
         ).all()
     released = 0
-    for row_id, request_id, user_id, reserved, owner in pending:
+    for request_id, user_id, reserved, owner in pending:
         if owner in alive:
             continue
-        async with engine.begin() as conn:
-            done = await conn.execute(
-                update(REQUESTS)
-                .where(REQUESTS.c.id == row_id, REQUESTS.c.status == "pending")
-                .values(
-                    status="error", http_status=500, error=ABANDONED, cost=0, finished_at=utcnow()
-                )
-            )
-            if done.rowcount != 1:
-                continue
-            await conn.execute(
-                update(USERS)
-                .where(USERS.c.id == user_id)
-                .values(
-                    usd_reserved=USERS.c.usd_reserved - reserved,
-                    usd_available=USERS.c.usd_available + reserved,
-                )
-            )
+
+        async def forget(conn: AsyncConnection, request_id: str = request_id) -> None:
             await conn.execute(
                 delete(IDEMPOTENCY).where(
                     IDEMPOTENCY.c.request_id == request_id, IDEMPOTENCY.c.status == "pending"
                 )
             )
-        released += 1
+
+        abandoned = Settlement(status="error", http_status=500, error=ABANDONED, attempts=0)
+        if await ledger.settle(engine, request_id, user_id, reserved, abandoned, forget):
+            released += 1
     if released:
         async with engine.begin() as conn:
             await conn.execute(

@@ -11,6 +11,7 @@ never module-global) and the series below; `GET /metrics` renders it.
     ai_service_time_to_first_token_seconds{provider,model}     streamed: to the first chunk sent
     ai_service_tokens_total{provider,model,type}               prompt/completion/cached/reasoning
     ai_service_spend_usd_total{provider,model}                 USD charged (display, not billing)
+    ai_service_uncollected_usd_total{provider,model}           USD billed that no balance paid
     ai_service_upstream_errors_total{provider,kind}            upstream failures by kind
     ai_service_requests_in_flight{provider}                    chat requests being served
     ai_service_http_responses_total{route,code}                every HTTP answer, refusals too
@@ -34,7 +35,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ai_service.billing.ledger import Settlement
+from ai_service.billing.ledger import Outcome, Settlement
 from ai_service.billing.money import nano_to_usd
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -125,6 +126,12 @@ class Metrics:
             ["provider", "model"],
             registry=r,
         )
+        self.uncollected = Counter(
+            "ai_service_uncollected_usd",
+            "USD the provider billed beyond what the user's balance could pay (uncollected).",
+            ["provider", "model"],
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "ai_service_upstream_errors",
             "Requests that failed upstream, by kind (timeout, rate_limited, unavailable, "
@@ -159,11 +166,15 @@ class Metrics:
         provider: str,
         stream: bool,
         s: Settlement,
+        outcome: Outcome,
         started: float,
         sent: float = 0.0,
         catalogued: bool = True,
     ) -> None:
         """Record one settled chat request (`started`/`sent` are `perf_counter` stamps).
+
+        Spend is what the ledger charged (`outcome.charged`); the rest of the
+        billed cost, which the balance could not pay, counts as uncollected.
 
         A model missing from the catalog is labelled `other`, so that clients
         sending arbitrary model ids cannot grow the number of series.
@@ -191,8 +202,12 @@ class Metrics:
         ):
             if count:
                 self.child(self.tokens, provider, model, kind).inc(count)
-        if s.cost:
-            self.child(self.spend, provider, model).inc(float(nano_to_usd(s.cost)))
+        if outcome.charged:
+            self.child(self.spend, provider, model).inc(float(nano_to_usd(outcome.charged)))
+        if outcome.uncollected:
+            self.child(self.uncollected, provider, model).inc(
+                float(nano_to_usd(outcome.uncollected))
+            )
         if s.status == "error":
             self.child(self.upstream_errors, provider, upstream_error_kind(s.http_status)).inc()
 

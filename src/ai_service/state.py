@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ai_service.auth import KeyStore
 from ai_service.billing import catalog as catalog_mod
 from ai_service.billing.catalog import Catalog
-from ai_service.billing.fastledger import Ledger
+from ai_service.billing.ledger import Ledger
 from ai_service.config import Settings
 from ai_service.metrics import Metrics
 from ai_service.providers.base import Adapter

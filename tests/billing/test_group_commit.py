@@ -17,9 +17,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ai_service.billing import fastledger, ledger
-from ai_service.billing.fastledger import PgLedger
+from ai_service.billing import ledger, pgledger
 from ai_service.billing.ledger import Settlement
+from ai_service.billing.pgledger import PgLedger
 from ai_service.billing.pgpool import Connections
 from ai_service.storage.db import DATA_ERRORS, async_url
 from tests.support.databases import PostgresDatabase, backends
@@ -49,13 +49,25 @@ class CountingConnections(Connections):
         self.runs[_kind(sql)] += 1
         return values
 
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        self.tried[_kind(sql)] += 1
+        value = await super().fetchrow(sql, *args)
+        self.runs[_kind(sql)] += 1
+        return value
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        self.tried[_kind(sql)] += 1
+        values = await super().fetch(sql, *args)
+        self.runs[_kind(sql)] += 1
+        return values
+
 
 def _kind(sql: str) -> str:
     names = {
-        fastledger.RESERVE_OPEN: "reserve",
-        fastledger.RESERVE_OPEN_MANY: "reserve-group",
-        fastledger.SETTLE: "settle",
-        fastledger.SETTLE_MANY: "settle-group",
+        pgledger.RESERVE_OPEN: "reserve",
+        pgledger.RESERVE_OPEN_MANY: "reserve-group",
+        pgledger.SETTLE: "settle",
+        pgledger.SETTLE_MANY: "settle-group",
     }
     return names.get(sql, "other")
 
@@ -144,11 +156,11 @@ async def test_a_storm_of_reservations_and_settlements_is_grouped_and_exact(
     # settle every granted request twice at once: charged once, released once
     done = [(u, r) for (u, r), ok in zip(calls, granted, strict=True) if ok]
 
-    async def settle(request_id: str) -> bool:
+    async def settle(user_id: int, request_id: str) -> bool:
         s = Settlement(status="ok", http_status=200, cost=400, response_body=f"answer {request_id}")
-        return await ledger_.settle(request_id, 0, 1000, s, None)
+        return bool(await ledger_.settle(request_id, user_id, 1000, s, None))
 
-    outcomes = await asyncio.gather(*(settle(r) for _, r in done for _twice in (1, 2)))
+    outcomes = await asyncio.gather(*(settle(u, r) for u, r in done for _twice in (1, 2)))
     assert sum(outcomes) == len(done) == 290
     assert pool.runs["settle-group"] >= 1
     assert await balances(engine, users[0]) == (50 * 1000 + 999 - 50 * 400, 0)
@@ -187,7 +199,7 @@ async def test_one_bad_row_fails_alone_and_the_rest_of_its_group_settles(
     assert pool.runs["settle-group"] == 0
     assert pool.runs["settle"] == 9
     assert isinstance(results[7], DATA_ERRORS)
-    assert [r for i, r in enumerate(results) if i != 7] == [True] * 9
+    assert [bool(r) for i, r in enumerate(results) if i != 7] == [True] * 9
     available, reserved = await balances(engine, user_id)
     assert (available, reserved) == (10**9 - 10 * 5000 + 9 * 4000, 5000)
     assert await scalar(engine, "SELECT count(*) FROM api_requests WHERE status = 'pending'") == 1

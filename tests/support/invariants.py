@@ -202,28 +202,48 @@ class Books:
             " GROUP BY request_id HAVING count(*) > 1"
         ):
             problems.append(f"{request_id}: charged {count} times")
-        for request_id, amount, cost in self.all(
-            "SELECT t.request_id, t.amount, r.cost FROM api_transactions t"
-            " LEFT JOIN api_requests r ON r.request_id = t.request_id"
-            " WHERE t.kind = 'charge' AND (r.cost IS NULL OR r.cost <> t.amount)"
+        for request_id, kind, amount, expected in self.all(
+            "SELECT t.request_id, t.kind, t.amount,"
+            " CASE t.kind WHEN 'charge' THEN r.cost - r.uncollected ELSE r.uncollected END"
+            " FROM api_transactions t LEFT JOIN api_requests r ON r.request_id = t.request_id"
+            " WHERE t.kind IN ('charge', 'uncollected')"
+            " AND (r.cost IS NULL OR t.amount <> CASE t.kind WHEN 'charge'"
+            " THEN r.cost - r.uncollected ELSE r.uncollected END)"
         ):
-            problems.append(f"{request_id}: charge {amount} but logged cost {cost}")
+            problems.append(f"{request_id}: {kind} {amount} but the row says {expected}")
+        for request_id, cost, uncollected in self.all(
+            "SELECT r.request_id, r.cost, r.uncollected FROM api_requests r"
+            " WHERE r.uncollected < 0 OR r.uncollected > r.cost"
+            " OR (r.cost - r.uncollected > 0 AND NOT EXISTS (SELECT 1 FROM api_transactions t"
+            "  WHERE t.request_id = r.request_id AND t.kind = 'charge'))"
+            " OR (r.uncollected > 0 AND NOT EXISTS (SELECT 1 FROM api_transactions t"
+            "  WHERE t.request_id = r.request_id AND t.kind = 'uncollected'))"
+        ):
+            problems.append(
+                f"{request_id}: cost {cost}, uncollected {uncollected}, not in the ledger"
+            )
         for row in self.rows():
             if row.status == "pending":
                 problems.append(f"{row.request_id}: still pending")
             if row.status == "error" and row.cost != 0:
                 problems.append(f"{row.request_id}: failed but cost {row.cost}")
-            if row.cost > row.reserved and row.status != "error":
-                problems.append(f"{row.request_id}: cost {row.cost} over reserved {row.reserved}")
             if row.status == "ok" and row.cost <= 0:
                 problems.append(f"{row.request_id}: ok but free")
         for (user_id,) in self.all(
             "SELECT u.id FROM api_users u WHERE u.usd_available + u.usd_reserved <>"
             " COALESCE((SELECT sum(amount) FROM api_transactions t"
             "  WHERE t.user_id = u.id AND t.kind = 'topup'), 0)"
-            " - COALESCE((SELECT sum(cost) FROM api_requests r WHERE r.user_id = u.id), 0)"
+            " - COALESCE((SELECT sum(cost - uncollected) FROM api_requests r"
+            "  WHERE r.user_id = u.id), 0)"
         ):
-            problems.append(f"user {user_id}: balance != top-ups - logged costs")
+            problems.append(f"user {user_id}: balance != top-ups - collected costs")
+        for (user_id,) in self.all(
+            "SELECT u.id FROM api_users u WHERE"
+            " COALESCE((SELECT sum(amount) FROM api_transactions t"
+            "  WHERE t.user_id = u.id AND t.kind = 'uncollected'), 0)"
+            " <> COALESCE((SELECT sum(uncollected) FROM api_requests r WHERE r.user_id = u.id), 0)"
+        ):
+            problems.append(f"user {user_id}: uncollected transfers != rows' uncollected")
         return problems
 
     def abandoned(self) -> list[Row]:

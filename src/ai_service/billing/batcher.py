@@ -27,20 +27,21 @@ from ai_service.billing.pgpool import BROKEN
 log = logging.getLogger("ai_service.ledger")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class Batcher(Generic[T]):
+class Batcher(Generic[T, R]):
     """Runs `one(item)` for a lone call and `many(items)` for a group of calls.
 
-    `many` returns one outcome per item, in order: a boolean, or None for an
+    `many` returns one outcome per item, in order: an outcome, or None for an
     item the group could not decide, which then runs alone. `key(item)` names
     what an item changes: two items with the same key never share a statement.
     """
 
     def __init__(
         self,
-        one: Callable[[T], Awaitable[bool]],
-        many: Callable[[list[T]], Awaitable[list[bool | None]]],
+        one: Callable[[T], Awaitable[R]],
+        many: Callable[[list[T]], Awaitable[list[R | None]]],
         key: Callable[[T], Hashable],
         size: int = 64,
         inflight: int = 4,
@@ -50,11 +51,11 @@ class Batcher(Generic[T]):
         self._key = key
         self._size = size
         self._inflight = inflight
-        self._queue: deque[tuple[T, asyncio.Future[bool]]] = deque()
+        self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._busy = 0  # statements in flight: callers running their own, and draining tasks
         self._running: set[asyncio.Task[None]] = set()
 
-    async def submit(self, item: T) -> bool:
+    async def submit(self, item: T) -> R:
         """The outcome of `item`'s statement, once it has committed.
 
         When nothing is queued and fewer than `inflight` statements run, the
@@ -71,7 +72,7 @@ class Batcher(Generic[T]):
             finally:
                 self._busy -= 1
                 self._kick()
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._kick()
         try:
@@ -89,8 +90,8 @@ class Batcher(Generic[T]):
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    def _take(self) -> list[tuple[T, asyncio.Future[bool]]]:
-        batch: list[tuple[T, asyncio.Future[bool]]] = []
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         keys: set[Hashable] = set()
         queue = self._queue
         while queue and len(batch) < self._size:
@@ -122,7 +123,7 @@ class Batcher(Generic[T]):
         finally:
             self._busy -= 1
 
-    async def _run_one(self, item: T, future: asyncio.Future[bool]) -> None:
+    async def _run_one(self, item: T, future: asyncio.Future[R]) -> None:
         try:
             outcome = await self._one(item)
         except Exception as exc:
@@ -132,7 +133,7 @@ class Batcher(Generic[T]):
         if not future.done():
             future.set_result(outcome)
 
-    async def _run_many(self, batch: list[tuple[T, asyncio.Future[bool]]]) -> None:
+    async def _run_many(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             outcomes = await self._many([item for item, _ in batch])
         except asyncio.CancelledError:
@@ -147,7 +148,7 @@ class Batcher(Generic[T]):
             for item, future in batch:
                 await self._run_one(item, future)
             return
-        alone: list[tuple[T, asyncio.Future[bool]]] = []
+        alone: list[tuple[T, asyncio.Future[R]]] = []
         for (item, future), outcome in zip(batch, outcomes, strict=True):
             if outcome is None:
                 alone.append((item, future))

@@ -2,19 +2,38 @@
 
 Every change of a balance happens in the same database transaction as the
 ledger row (`api_transactions`) or request row (`api_requests`) that explains
-it, so at every moment, for every user:
+it. Accounts are `funding` (where top-ups come from), `user:<id>` (a user's
+balance, `usd_available + usd_reserved`), `revenue` (what requests cost) and
+`uncollected` (the part of a cost no balance paid). At every moment, for every
+user:
 
     usd_available + usd_reserved == sum(top-ups) - sum(charges)
+    sum(charges)                 == sum(cost - uncollected) of the user's rows
+    sum(uncollected transfers)   == sum(uncollected) of the user's rows
+    usd_available >= 0 and usd_reserved >= 0
+
+The charge of a request is what the provider bills (`Settlement.cost`), taken
+first from its reservation and then from the rest of the balance; what the
+balance cannot cover is recorded as uncollected, never dropped (`collect`).
 
 Worked example (amounts in nano-USD): a user tops up 1_000_000 (funding ->
 user:1). A request reserves 300_000: available 700_000, reserved 300_000, and
 a `pending` request row records the 300_000. The answer costs 120_000: in one
 transaction the row becomes `ok` with cost 120_000, reserved drops by 300_000,
 available rises by 180_000 (to 880_000), and a charge of 120_000 (user:1 ->
-revenue) is written. 880_000 + 0 == 1_000_000 - 120_000.
+revenue) is written. 880_000 + 0 == 1_000_000 - 120_000. Had it cost
+1_500_000, the charge would be 1_000_000 (the reservation and all the rest of
+the balance), available 0, and the row's uncollected 500_000 with a transfer
+of 500_000 uncollected -> revenue.
 
-A row is settled only while it is `pending` (a conditional UPDATE), and the
-charge has `UNIQUE(request_id, kind)`, so no request is ever charged twice.
+A row is settled only while it is `pending`, and both transfers of a request
+have `UNIQUE(request_id, kind)`, so no request is ever charged twice.
+
+This module holds what every backend shares: the settlement, the rule of
+collection, the columns a settlement writes, the `Ledger` interface, and the
+reference implementation over SQLAlchemy (any database; also the path of a
+settlement that must run more statements in its transaction). The hot paths
+are `pgledger` (PostgreSQL) and `sqliteledger` (SQLite).
 """
 
 from __future__ import annotations
@@ -22,7 +41,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,6 +56,45 @@ TRANSACTIONS = cast(Table, ApiTransaction.__table__)
 
 FUNDING = "funding"
 REVENUE = "revenue"
+UNCOLLECTED = "uncollected"
+
+# The columns a settlement writes on its request row, in the one order every
+# backend uses, with their PostgreSQL types; each is the `Settlement` field of
+# the same name. `cost` is what the provider bills; `uncollected` is computed
+# by the ledger (`collect`), on the locked balance.
+OUTCOME: tuple[tuple[str, str], ...] = (
+    ("status", "text"),
+    ("http_status", "int"),
+    ("cost", "bigint"),
+    ("model", "text"),
+    ("provider", "text"),
+    ("prompt_tokens", "int"),
+    ("completion_tokens", "int"),
+    ("cached_tokens", "int"),
+    ("cache_write_tokens", "int"),
+    ("reasoning_tokens", "int"),
+    ("usage_estimated", "bool"),
+    ("error", "text"),
+    ("duration_ms", "int"),
+    ("upstream_latency_ms", "int"),
+    ("ttft_ms", "int"),
+    ("attempts", "int"),
+    ("attempt_log", "text"),
+    ("price_detail", "text"),
+)
+KEPT_WHEN_NONE = frozenset({"model", "provider"})  # a None keeps the row's value
+
+# The fields of a new `pending` row the caller gives (`Call.row()`), with their PostgreSQL types.
+OPENING: tuple[tuple[str, str], ...] = (
+    ("request_id", "text"),
+    ("key_id", "bigint"),
+    ("provider", "text"),
+    ("requested_model", "text"),
+    ("model", "text"),
+    ("stream", "bool"),
+    ("default_price", "bool"),
+    ("instance_id", "text"),
+)
 
 
 def user_account(user_id: int) -> str:
@@ -45,6 +103,37 @@ def user_account(user_id: int) -> str:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def collect(cost: int, reserved: int, available: int) -> tuple[int, int]:
+    """(charged, uncollected) of a settlement: the rule every backend applies.
+
+    `available` is the user's balance outside this reservation, read on the
+    locked row. The cost is charged from the reservation, then from the rest of
+    the balance; what neither covers is uncollected, so the balance never goes
+    below zero. PostgreSQL's statements compute the same in SQL (`pgledger`).
+    """
+    charged = min(cost, reserved + max(available, 0))
+    return charged, cost - charged
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a settlement did: whether the row was pending, what was charged, what not.
+
+    True when the request was settled now (so `if await settle(...)` reads as before).
+    `charged + uncollected` is the row's cost.
+    """
+
+    settled: bool
+    charged: int = 0
+    uncollected: int = 0
+
+    def __bool__(self) -> bool:
+        return self.settled
+
+
+NOT_PENDING = Outcome(False)
 
 
 @dataclass(slots=True)
@@ -87,30 +176,9 @@ class Settlement:
             self, request_body=None, response_body=None, error="(unstorable)", attempt_log=None
         )
 
-    def outcome(self, charge: int) -> tuple[Any, ...]:
-        """The finished row's values, in the order of the hot-path statements:
-        status, http_status, cost, model, provider, the five token counts,
-        usage_estimated, error, duration_ms, upstream_latency_ms, ttft_ms,
-        attempts, attempt_log."""
-        return (
-            self.status,
-            self.http_status,
-            charge,
-            self.model,
-            self.provider,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.cached_tokens,
-            self.cache_write_tokens,
-            self.reasoning_tokens,
-            self.usage_estimated,
-            self.error,
-            self.duration_ms,
-            self.upstream_latency_ms,
-            self.ttft_ms,
-            self.attempts,
-            self.attempt_log,
-        )
+    def outcome(self) -> tuple[Any, ...]:
+        """The finished row's values, in the order of `OUTCOME`."""
+        return tuple(getattr(self, name) for name, _ in OUTCOME)
 
     def add_usage(self, usage: Usage) -> Settlement:
         """Copy the normalized token counts into the row's fields."""
@@ -120,6 +188,33 @@ class Settlement:
         self.cache_write_tokens = usage.cache_write_tokens
         self.reasoning_tokens = usage.reasoning_tokens
         return self
+
+
+Hook = Callable[[AsyncConnection], Awaitable[None]]
+
+
+class Ledger(Protocol):
+    """The hot-path ledger operations, one implementation per database."""
+
+    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool: ...
+
+    async def available(self, user_id: int) -> int: ...
+
+    async def settle(
+        self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
+    ) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+def transfers(user_id: int, charged: int, uncollected: int) -> list[tuple[str, int, str, str]]:
+    """A settlement's ledger rows (kind, amount, debit, credit): the charge, the uncollected."""
+    rows = []
+    if charged > 0:
+        rows.append(("charge", charged, user_account(user_id), REVENUE))
+    if uncollected > 0:
+        rows.append(("uncollected", uncollected, UNCOLLECTED, REVENUE))
+    return rows
 
 
 async def reserve(conn: AsyncConnection, user_id: int, amount: int) -> bool:
@@ -149,9 +244,6 @@ async def open_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(REQUESTS.insert().values(status="pending", created_at=utcnow(), **values))
 
 
-Hook = Callable[[AsyncConnection], Awaitable[None]]
-
-
 async def settle(
     engine: AsyncEngine,
     request_id: str,
@@ -159,60 +251,51 @@ async def settle(
     reserved: int,
     s: Settlement,
     also: Hook | None = None,
-) -> bool:
-    """Release the reservation, charge the cost, finish the row; False if already settled.
+) -> Outcome:
+    """Release the reservation, charge the cost, finish the row; NOT_PENDING if already settled.
 
-    The charge is capped at the reservation (the worst case the client was
-    admitted for), so the balance never goes below zero. `also` runs inside the
-    same transaction (e.g. storing an idempotent answer).
+    The user's balance row is locked first (on SQLite the whole database is,
+    by `BEGIN IMMEDIATE`), then the charge is collected from it (`collect`).
+    `also` runs inside the same transaction (e.g. storing an idempotent answer).
     """
-    charge = min(s.cost, reserved)
-    values: dict[str, Any] = {"attempt_log": s.attempt_log}
-    if s.provider is not None:
-        values["provider"] = s.provider
     async with engine.begin() as conn:
+        balance = await conn.scalar(
+            select(USERS.c.usd_available).where(USERS.c.id == user_id).with_for_update()
+        )
+        charged, uncollected = collect(s.cost, reserved, int(balance or 0))
+        values = {
+            name: value
+            for (name, _), value in zip(OUTCOME, s.outcome(), strict=True)
+            if value is not None or name not in KEPT_WHEN_NONE
+        }
         done = await conn.execute(
             update(REQUESTS)
-            .where(REQUESTS.c.request_id == request_id, REQUESTS.c.status == "pending")
-            .values(
-                status=s.status,
-                http_status=s.http_status,
-                cost=charge,
-                model=s.model,
-                prompt_tokens=s.prompt_tokens,
-                completion_tokens=s.completion_tokens,
-                cached_tokens=s.cached_tokens,
-                cache_write_tokens=s.cache_write_tokens,
-                reasoning_tokens=s.reasoning_tokens,
-                usage_estimated=s.usage_estimated,
-                error=s.error,
-                duration_ms=s.duration_ms,
-                upstream_latency_ms=s.upstream_latency_ms,
-                ttft_ms=s.ttft_ms,
-                attempts=s.attempts,
-                finished_at=utcnow(),
-                **values,
+            .where(
+                REQUESTS.c.request_id == request_id,
+                REQUESTS.c.user_id == user_id,
+                REQUESTS.c.status == "pending",
             )
+            .values(uncollected=uncollected, finished_at=utcnow(), **values)
         )
         if done.rowcount != 1:
             await conn.rollback()
-            return False
+            return NOT_PENDING
         await conn.execute(
             update(USERS)
             .where(USERS.c.id == user_id)
             .values(
                 usd_reserved=USERS.c.usd_reserved - reserved,
-                usd_available=USERS.c.usd_available + (reserved - charge),
+                usd_available=USERS.c.usd_available + (reserved - charged),
             )
         )
-        if charge > 0:
+        for kind, amount, debit, credit in transfers(user_id, charged, uncollected):
             await conn.execute(
                 TRANSACTIONS.insert().values(
                     user_id=user_id,
-                    kind="charge",
-                    amount=charge,
-                    debit_account=user_account(user_id),
-                    credit_account=REVENUE,
+                    kind=kind,
+                    amount=amount,
+                    debit_account=debit,
+                    credit_account=credit,
                     request_id=request_id,
                     created_at=utcnow(),
                 )
@@ -220,7 +303,7 @@ async def settle(
         await _store_payloads(conn, request_id, s)
         if also is not None:
             await also(conn)
-    return True
+    return Outcome(True, charged, uncollected)
 
 
 async def log_unreserved(engine: AsyncEngine, values: dict[str, Any], s: Settlement) -> None:
@@ -276,38 +359,110 @@ async def topup(conn: AsyncConnection, user_id: int, amount: int, note: str | No
     )
 
 
+class SqlLedger:
+    """Any database, through SQLAlchemy (several statements in one transaction)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
+        async with self.engine.begin() as conn:
+            if not await reserve(conn, user_id, amount):
+                return False
+            await open_request(conn, {**row, "user_id": user_id, "reserved": amount})
+            return True
+
+    async def available(self, user_id: int) -> int:
+        async with self.engine.connect() as conn:
+            return await available(conn, user_id)
+
+    async def settle(
+        self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
+    ) -> Outcome:
+        return await settle(self.engine, request_id, user_id, reserved, s, also)
+
+    async def close(self) -> None:
+        return None
+
+
+async def make_ledger(
+    engine: AsyncEngine, pool_size: int, synchronous_commit: bool = True, group: bool = True
+) -> Ledger:
+    """The fastest ledger for the database behind `engine`.
+
+    With `synchronous_commit` (the default), a reservation or settlement is
+    acknowledged only once it is durable on the database server. Turned off,
+    it returns once committed (atomic and visible to every instance) without
+    waiting for the flush to disk: a crash of the database server itself may
+    then lose the last moments of commits, always whole transactions, so every
+    invariant still holds after recovery, but requests already answered may
+    lose their charge and their log row.
+    """
+    if engine.dialect.name == "postgresql":
+        from ai_service.billing.pgledger import PgLedger
+
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return await PgLedger.connect(engine, dsn, pool_size, synchronous_commit, group)
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        from ai_service.billing.sqliteledger import SqliteLedger
+
+        return SqliteLedger(engine, database, synchronous_commit)
+    return SqlLedger(engine)
+
+
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
     user_id: int
-    cached_balance: int
-    ledger_balance: int
-    logged_costs: int
-    charged: int
+    cached_balance: int  # usd_available + usd_reserved
+    ledger_balance: int  # top-ups - charges
+    logged_costs: int  # sum(cost - uncollected) of the user's rows
+    charged: int  # sum of the user's charges
+    logged_uncollected: int = 0  # sum(uncollected) of the user's rows
+    uncollected: int = 0  # sum of the user's uncollected transfers
 
 
 async def reconcile(conn: AsyncConnection) -> list[Discrepancy]:
     """Recompute every balance from the ledger and compare with the cached columns.
 
     A user is reported when available + reserved differs from top-ups minus
-    charges, when the charges differ from the sum of logged request costs, or
-    when a balance is negative.
+    charges, when the charges differ from the collected part of the logged
+    request costs, when the uncollected transfers differ from the rows'
+    uncollected amounts, or when a balance is negative.
     """
-    topups = await _sums(conn, TRANSACTIONS.c.amount, TRANSACTIONS.c.kind == "topup")
-    charges = await _sums(conn, TRANSACTIONS.c.amount, TRANSACTIONS.c.kind == "charge")
-    costs = await _sums(conn, REQUESTS.c.cost, REQUESTS.c.user_id.is_not(None))
+    kind = TRANSACTIONS.c.kind
+    topups = await _sums(conn, TRANSACTIONS, TRANSACTIONS.c.amount, kind == "topup")
+    charges = await _sums(conn, TRANSACTIONS, TRANSACTIONS.c.amount, kind == "charge")
+    unpaid = await _sums(conn, TRANSACTIONS, TRANSACTIONS.c.amount, kind == "uncollected")
+    has_user = REQUESTS.c.user_id.is_not(None)
+    costs = await _sums(conn, REQUESTS, REQUESTS.c.cost - REQUESTS.c.uncollected, has_user)
+    logged_unpaid = await _sums(conn, REQUESTS, REQUESTS.c.uncollected, has_user)
     found: list[Discrepancy] = []
     users = await conn.execute(select(USERS.c.id, USERS.c.usd_available, USERS.c.usd_reserved))
     for user_id, avail, reserved in users.all():
-        ledger = int(topups.get(user_id) or 0) - int(charges.get(user_id) or 0)
-        logged = int(costs.get(user_id) or 0)
-        charged = int(charges.get(user_id) or 0)
-        if avail + reserved != ledger or logged != charged or avail < 0 or reserved < 0:
-            found.append(Discrepancy(user_id, avail + reserved, ledger, logged, charged))
+        charged = charges.get(user_id, 0)
+        d = Discrepancy(
+            user_id,
+            cached_balance=avail + reserved,
+            ledger_balance=topups.get(user_id, 0) - charged,
+            logged_costs=costs.get(user_id, 0),
+            charged=charged,
+            logged_uncollected=logged_unpaid.get(user_id, 0),
+            uncollected=unpaid.get(user_id, 0),
+        )
+        if (
+            d.cached_balance != d.ledger_balance
+            or d.logged_costs != d.charged
+            or d.logged_uncollected != d.uncollected
+            or avail < 0
+            or reserved < 0
+        ):
+            found.append(d)
     return found
 
 
-async def _sums(conn: AsyncConnection, column: Any, where: Any) -> dict[int, int]:
-    """sum(column) per user_id of the column's table, over the rows matching `where`."""
-    user_id = column.table.c.user_id
+async def _sums(conn: AsyncConnection, table: Table, column: Any, where: Any) -> dict[int, int]:
+    """sum(column) per user of `table`, over the rows matching `where`."""
+    user_id = table.c.user_id
     rows = await conn.execute(select(user_id, func.sum(column)).where(where).group_by(user_id))
     return {int(uid): int(total or 0) for uid, total in rows.all()}

@@ -31,21 +31,29 @@ class Connections:
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         """Run one statement and return the first column of its first row."""
-        return await self._run(sql, False, args)
+        return await self._run(sql, "fetchval", args)
 
     async def fetchcol(self, sql: str, *args: Any) -> list[Any]:
         """Run one statement and return the first column of every row."""
-        rows = await self._run(sql, True, args)
+        rows = await self._run(sql, "fetch", args)
         return [row[0] for row in rows]
 
-    async def _run(self, sql: str, every: bool, args: tuple[Any, ...]) -> Any:
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        """Run one statement and return its first row (None without one)."""
+        return await self._run(sql, "fetchrow", args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Run one statement and return every row."""
+        return list(await self._run(sql, "fetch", args))
+
+    async def _run(self, sql: str, how: str, args: tuple[Any, ...]) -> Any:
         conn = await self._acquire()
         try:
             key = (id(conn), sql)
             statement = self._statements.get(key)
             if statement is None:
                 statement = self._statements[key] = await conn.prepare(sql)
-            value = await (statement.fetch(*args) if every else statement.fetchval(*args))
+            value = await getattr(statement, how)(*args)
         except BROKEN:
             self._discard(conn)
             raise

@@ -1,10 +1,12 @@
-"""The ledger's hot-path operations on SQLite: one thread hop per operation.
+"""The ledger on SQLite: one thread hop per operation.
 
 Each reservation or settlement runs as one `BEGIN IMMEDIATE ... COMMIT` on a
 plain `sqlite3` connection owned by a single worker thread, instead of one
-thread hop per statement through the async driver. The statements and the
-invariants are those of `ledger` (several processes may share the file:
-`BEGIN IMMEDIATE` and the busy timeout make writers queue).
+thread hop per statement through the async driver. `BEGIN IMMEDIATE` takes
+the database's write lock first, so the balance read inside is the locked
+one; several processes may share the file (the busy timeout makes writers
+queue). The statements are generated from the column lists of `ledger`
+(`OPENING`, `OUTCOME`) and apply its rule of collection (`ledger.collect`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,51 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ai_service.billing.fastledger import SqlLedger
-from ai_service.billing.ledger import REVENUE, Hook, Settlement, user_account, utcnow
+from ai_service.billing.ledger import (
+    KEPT_WHEN_NONE,
+    NOT_PENDING,
+    OPENING,
+    OUTCOME,
+    Hook,
+    Outcome,
+    Settlement,
+    SqlLedger,
+    collect,
+    transfers,
+    utcnow,
+)
+
+RESERVE = (
+    "UPDATE api_users SET usd_available = usd_available - ?, usd_reserved = usd_reserved + ?"
+    " WHERE id = ? AND usd_available >= ? AND NOT disabled"
+)
+OPEN = (
+    f"INSERT INTO api_requests (user_id, reserved, created_at,"
+    f" {', '.join(n for n, _ in OPENING)}, status, prompt_tokens, completion_tokens,"
+    " cached_tokens, cache_write_tokens, reasoning_tokens, cost, uncollected,"
+    " usage_estimated, attempts)"
+    f" VALUES (?, ?, ?, {', '.join('?' for _ in OPENING)}, 'pending', 0, 0, 0, 0, 0, 0, 0, 0, 0)"
+)
+SETTLE = (
+    "UPDATE api_requests SET "
+    + ", ".join(
+        f"{n} = COALESCE(?, {n})" if n in KEPT_WHEN_NONE else f"{n} = ?" for n, _ in OUTCOME
+    )
+    + ", uncollected = ?, finished_at = ?"
+    " WHERE request_id = ? AND user_id = ? AND status = 'pending'"
+)
+RELEASE = (
+    "UPDATE api_users SET usd_reserved = usd_reserved - ?, usd_available = usd_available + ?"
+    " WHERE id = ?"
+)
+TRANSFER = (
+    "INSERT INTO api_transactions (user_id, kind, amount, debit_account, credit_account,"
+    " request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+PAYLOADS = (
+    "INSERT INTO api_request_data (request_id, request_body, response_body, truncated)"
+    " VALUES (?, ?, ?, ?)"
+)
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -27,10 +72,13 @@ def _stamp(moment: dt.datetime) -> str:
 
 
 class SqliteLedger(SqlLedger):
-    def __init__(self, engine: AsyncEngine, path: str) -> None:
+    def __init__(self, engine: AsyncEngine, path: str, synchronous_commit: bool = True) -> None:
         super().__init__(engine)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ai-service-ledger")
         self._path = path
+        # FULL: a commit is on disk when acknowledged; NORMAL (WAL): a power loss may undo
+        # the last commits, whole transactions
+        self._synchronous = "FULL" if synchronous_commit else "NORMAL"
         self._conn: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:
@@ -38,7 +86,7 @@ class SqliteLedger(SqlLedger):
             conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             self._conn = conn
         return self._conn
@@ -65,10 +113,13 @@ class SqliteLedger(SqlLedger):
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
-    ) -> bool:
+    ) -> Outcome:
         if also is not None:
             return await super().settle(request_id, user_id, reserved, s, also)
-        return bool(await self._run(self._transaction, _settle, request_id, user_id, reserved, s))
+        outcome: Outcome = await self._run(
+            self._transaction, _settle, request_id, user_id, reserved, s
+        )
+        return outcome
 
     async def close(self) -> None:
         def shut() -> None:
@@ -86,71 +137,24 @@ def _available(conn: sqlite3.Connection, user_id: int) -> int:
 
 
 def _reserve_open(conn: sqlite3.Connection, user_id: int, amount: int, row: dict[str, Any]) -> bool:
-    moved = conn.execute(
-        "UPDATE api_users SET usd_available = usd_available - ?, usd_reserved = usd_reserved + ?"
-        " WHERE id = ? AND usd_available >= ? AND NOT disabled",
-        (amount, amount, user_id, amount),
-    ).rowcount
-    if moved != 1:
+    if conn.execute(RESERVE, (amount, amount, user_id, amount)).rowcount != 1:
         return False
-    conn.execute(
-        "INSERT INTO api_requests (request_id, user_id, key_id, provider, requested_model,"
-        " model, stream, status, prompt_tokens, completion_tokens, cached_tokens,"
-        " cache_write_tokens, reasoning_tokens, cost, reserved, usage_estimated, default_price,"
-        " attempts, instance_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, 0, 0, 0, 0, ?, 0, ?, 0, ?, ?)",
-        (
-            row["request_id"],
-            user_id,
-            row["key_id"],
-            row["provider"],
-            row["requested_model"],
-            row["model"],
-            int(row["stream"]),
-            amount,
-            int(row["default_price"]),
-            row["instance_id"],
-            _stamp(utcnow()),
-        ),
-    )
+    opened = [row[name] for name, _ in OPENING]
+    conn.execute(OPEN, (user_id, amount, _stamp(utcnow()), *opened))
     return True
 
 
 def _settle(
     conn: sqlite3.Connection, request_id: str, user_id: int, reserved: int, s: Settlement
-) -> bool:
-    charge = min(s.cost, reserved)
+) -> Outcome:
+    charged, uncollected = collect(s.cost, reserved, _available(conn, user_id))
     now = _stamp(utcnow())
-    done = conn.execute(
-        "UPDATE api_requests SET status = ?, http_status = ?, cost = ?,"
-        " model = COALESCE(?, model), provider = COALESCE(?, provider), prompt_tokens = ?,"
-        " completion_tokens = ?, cached_tokens = ?, cache_write_tokens = ?,"
-        " reasoning_tokens = ?, usage_estimated = ?, error = ?, duration_ms = ?,"
-        " upstream_latency_ms = ?, ttft_ms = ?, attempts = ?, attempt_log = ?, finished_at = ?"
-        " WHERE request_id = ? AND status = 'pending'",
-        (
-            *s.outcome(charge),
-            now,
-            request_id,
-        ),
-    ).rowcount
+    done = conn.execute(SETTLE, (*s.outcome(), uncollected, now, request_id, user_id)).rowcount
     if done != 1:
-        return False
-    conn.execute(
-        "UPDATE api_users SET usd_reserved = usd_reserved - ?,"
-        " usd_available = usd_available + ? WHERE id = ?",
-        (reserved, reserved - charge, user_id),
-    )
-    if charge > 0:
-        conn.execute(
-            "INSERT INTO api_transactions (user_id, kind, amount, debit_account,"
-            " credit_account, request_id, created_at) VALUES (?, 'charge', ?, ?, ?, ?, ?)",
-            (user_id, charge, user_account(user_id), REVENUE, request_id, now),
-        )
+        return NOT_PENDING
+    conn.execute(RELEASE, (reserved, reserved - charged, user_id))
+    for transfer in transfers(user_id, charged, uncollected):
+        conn.execute(TRANSFER, (user_id, *transfer, request_id, now))
     if s.request_body is not None or s.response_body is not None:
-        conn.execute(
-            "INSERT INTO api_request_data (request_id, request_body, response_body, truncated)"
-            " VALUES (?, ?, ?, ?)",
-            (request_id, s.request_body, s.response_body, int(s.truncated)),
-        )
-    return True
+        conn.execute(PAYLOADS, (request_id, s.request_body, s.response_body, int(s.truncated)))
+    return Outcome(True, charged, uncollected)

@@ -128,8 +128,17 @@ class Call:
             else:
                 await settle_tokens
         await self._settle_now(s, also)
+
+    def _record(self, s: ledger.Settlement, outcome: ledger.Outcome) -> None:
+        """Metrics and the log line of a settled request: the figures the database holds."""
         self.state.metrics.settled(
-            self.provider, self.stream, s, self.started, self.sent, not self._default_priced()
+            self.provider,
+            self.stream,
+            s,
+            outcome,
+            self.started,
+            self.sent,
+            not self._default_priced(),
         )
         log.info(
             "request settled",
@@ -140,6 +149,8 @@ class Call:
                 "status": s.status,
                 "http_status": s.http_status,
                 "cost_nano": s.cost,
+                "charged_nano": outcome.charged,
+                "uncollected_nano": outcome.uncollected,
                 "duration_ms": s.duration_ms,
             },
         )
@@ -156,14 +167,16 @@ class Call:
         current = asyncio.current_task()
         if current is None or not current.cancelling():
             try:
-                await self._settle_once(s, also)
+                outcome = await self._settle_once(s, also)
+                if outcome:
+                    self._record(s, outcome)
                 return
             except DATA_ERRORS:
                 log.exception("settlement refused by the database; retried without payloads")
                 s = s.stripped()
             except DB_ERRORS:
                 log.warning("settlement failed, retrying", extra={"request_id": self.request_id})
-        task = self.state.spawn(self._settle(s, also))
+        task = self.state.spawn(self._settle(s, also, record=True))
         done, _ = await asyncio.wait((task,), timeout=self.state.settings.settle_retry_seconds)
         if not done:
             log.error("settlement delayed", extra={"request_id": self.request_id})
@@ -179,13 +192,20 @@ class Call:
         self.state.spawn(self._settle(s, None, patience))
 
     async def _settle(
-        self, s: ledger.Settlement, also: ledger.Hook | None, patience: float = 0.0
+        self,
+        s: ledger.Settlement,
+        also: ledger.Hook | None,
+        patience: float = 0.0,
+        record: bool = False,
     ) -> None:
         delay = 0.05
         deadline = time.monotonic() + patience
         while True:
             try:
-                if await self._settle_once(s, also, expected=patience == 0):
+                outcome = await self._settle_once(s, also, expected=patience == 0)
+                if outcome:
+                    if record:
+                        self._record(s, outcome)
                     return
                 if time.monotonic() >= deadline:
                     if patience:
@@ -202,8 +222,8 @@ class Call:
 
     async def _settle_once(
         self, s: ledger.Settlement, also: ledger.Hook | None, expected: bool = True
-    ) -> bool:
-        """One settlement attempt: whether the request was pending (and is now settled)."""
+    ) -> ledger.Outcome:
+        """One settlement attempt: true if the request was pending (and is now settled)."""
         settled = await self.state.ledger.settle(
             self.request_id, self.principal.user_id, self.reserved, s, also
         )

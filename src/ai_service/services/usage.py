@@ -97,6 +97,9 @@ def request_view(
         "reasoning_tokens": row.reasoning_tokens,
         "cost_usd": usd_str(row.cost),
         "cost_nano_usd": row.cost,
+        # the part of the cost the balance could not pay (recorded, not charged)
+        "uncollected_usd": usd_str(row.uncollected),
+        "uncollected_nano_usd": row.uncollected,
         "usage_estimated": row.usage_estimated,
         "default_price": row.default_price,
         "duration_ms": row.duration_ms,
@@ -180,11 +183,14 @@ def _measures() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(ApiRequest.prompt_tokens), 0),
         func.coalesce(func.sum(ApiRequest.completion_tokens), 0),
         func.coalesce(func.sum(ApiRequest.cost), 0),
+        func.coalesce(func.sum(ApiRequest.uncollected), 0),
     ]
 
 
 def _totals(values: Any) -> dict[str, Any]:
-    requests, ok, errors, cancelled, prompt, completion, spent = (int(v or 0) for v in values)
+    requests, ok, errors, cancelled, prompt, completion, spent, unpaid = (
+        int(v or 0) for v in values
+    )
     return {
         "requests": requests,
         "ok": ok,
@@ -195,6 +201,8 @@ def _totals(values: Any) -> dict[str, Any]:
         "completion_tokens": completion,
         "cost_usd": usd_str(spent),
         "cost_nano_usd": spent,
+        "uncollected_usd": usd_str(unpaid),
+        "uncollected_nano_usd": unpaid,
     }
 
 
@@ -284,7 +292,7 @@ async def daily(
     if group_by is None:
         present = {entry["day"]: entry for entry in data}
         data = [
-            present.get(d) or {"day": d, **_totals((0,) * 7)}
+            present.get(d) or {"day": d, **_totals((0,) * 8)}
             for d in day_range(filters.since, filters.until)
         ]
     return {

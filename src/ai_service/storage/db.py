@@ -52,26 +52,36 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
-    """Create the async engine for a (plain or async) database URL."""
+def make_engine(url: str, *, pool_size: int = 20, durable: bool = True) -> AsyncEngine:
+    """Create the async engine for a (plain or async) database URL.
+
+    `durable`: a commit returns only once it is on disk (PostgreSQL
+    `synchronous_commit` on, SQLite `synchronous=FULL`); see
+    `billing_synchronous_commit`.
+    """
     full = async_url(url)
     if is_sqlite(full):
         engine = create_async_engine(full, connect_args={"timeout": 30})
-        _sqlite_pragmas(engine)
+        _sqlite_pragmas(engine, "FULL" if durable else "NORMAL")
         return engine
     return create_async_engine(
-        full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+        full,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"synchronous_commit": "on" if durable else "off"}},
     )
 
 
-def _sqlite_pragmas(engine: AsyncEngine) -> None:
+def _sqlite_pragmas(engine: AsyncEngine, synchronous: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
