@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # billing
     min_output_tokens: int = 16
     message_token_allowance: int = 8
-    image_token_allowance: int = 3000
+    image_token_allowance: int = 16384
     # storage of request/response payloads, per payload
     payload_max_bytes: int = 64 * 1024
     # caches

@@ -13,6 +13,7 @@ import orjson
 from ai_service.errors import InvalidRequestError
 
 MAX_MODEL = 200
+MAX_CHOICES = 128  # OpenAI's limit of `n`
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -98,6 +99,20 @@ def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, i
     if options is not None and not isinstance(options, dict):
         raise InvalidRequestError("'stream_options' must be an object.", param="stream_options")
     return model, stream, limit
+
+
+def validate_choices(body: dict[str, Any]) -> int:
+    """The number of answers asked for (`n`, 1 to `MAX_CHOICES`; 1 if absent).
+
+    Raises `InvalidRequestError`: each answer is billed, so `n` is checked
+    before anything is reserved or sent.
+    """
+    n = body.get("n")
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise InvalidRequestError(f"'n' must be an integer from 1 to {MAX_CHOICES}.", param="n")
+    return n
 
 
 def include_usage(body: dict[str, Any]) -> bool:

@@ -16,7 +16,14 @@ import aiohttp
 import orjson
 
 from ai_service.errors import ServiceError, UpstreamError, UpstreamTimeoutError
-from ai_service.providers.base import Adapter, ChatRequest, ChatResult, StreamEvent, StreamParser
+from ai_service.providers.base import (
+    Adapter,
+    ChatRequest,
+    ChatResult,
+    StreamEvent,
+    StreamParser,
+    UpstreamRequest,
+)
 
 log = logging.getLogger("ai_service.upstream")
 
@@ -56,9 +63,14 @@ class Upstream:
         self.client = client
         self.timeouts = timeouts
 
-    async def complete(self, adapter: Adapter, req: ChatRequest) -> ChatResult:
-        """A non-streamed answer. Raises `ServiceError` for any upstream failure."""
-        request = adapter.build_request(req)
+    async def complete(
+        self, adapter: Adapter, req: ChatRequest, request: UpstreamRequest | None = None
+    ) -> ChatResult:
+        """A non-streamed answer. Raises `ServiceError` for any upstream failure.
+
+        `request` is `req` already built by the adapter, if it was.
+        """
+        request = request or adapter.build_request(req)
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
                 async with self.client.post(
@@ -79,9 +91,11 @@ class Upstream:
             raise UpstreamError(f"The {adapter.name} provider sent an invalid answer.")
         return adapter.parse_response(data, req)
 
-    async def open_stream(self, adapter: Adapter, req: ChatRequest) -> UpstreamStream:
+    async def open_stream(
+        self, adapter: Adapter, req: ChatRequest, request: UpstreamRequest | None = None
+    ) -> UpstreamStream:
         """Send a streaming request and wait for a successful status line."""
-        request = adapter.build_request(req)
+        request = request or adapter.build_request(req)
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
                 resp = await self.client.post(

@@ -10,7 +10,8 @@ cache_read_input_tokens}}``; streams are named SSE events: ``message_start``,
 ``content_block_stop``, ``message_delta`` (stop reason and cumulative
 ``usage.output_tokens``), ``message_stop``, or an ``error`` event. Errors are
 ``{"type": "error", "error": {"type", "message"}, "request_id"}``, with 529
-``overloaded_error``. Rejections are in ``anthropic_rules.py``.
+``overloaded_error``. Rejections are in ``anthropic_rules.py``. With tools, the
+input tokens include the tool-use system prompt Anthropic adds (``tool_prompt``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,20 @@ from .anthropic_rules import check_body, invalid
 from .behaviours import Answer, ErrorReply
 from .server import FakeServer, Frame, dumps, sse
 from .tokens import Plan, make_plan, prompt_tokens, split_chunks
+
+# Anthropic's tool-use system prompt of the Claude 4 models, added to the input tokens
+# when tools are given: tool choice auto or none, any or tool
+TOOL_PROMPT_AUTO, TOOL_PROMPT_FORCED = 346, 313
+
+
+def tool_prompt(body: dict[str, Any]) -> int:
+    """The hidden tool-use system prompt's tokens, as Anthropic bills them."""
+    if not body.get("tools"):
+        return 0
+    choice = body.get("tool_choice")
+    forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
+    return TOOL_PROMPT_FORCED if forced else TOOL_PROMPT_AUTO
+
 
 # status -> (error type, default message)
 ERROR_TYPES: dict[int, tuple[str, str]] = {
@@ -109,7 +124,7 @@ class FakeAnthropic(FakeServer):
             answer,
             default_chunks=self._chunks,
             default_reasoning=(),
-            prompt=prompt_tokens(body.get("messages"), body.get("system")),
+            prompt=prompt_tokens(body.get("messages"), body.get("system")) + tool_prompt(body),
             limit=body["max_tokens"],
             call_ids=(f"toolu_01Fake{self.next_id():012d}" for _ in answer.tool_calls),
         )

@@ -12,6 +12,7 @@ overridden in ``openai_flavours.py``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -48,6 +49,15 @@ def openai_error(
 ) -> dict[str, Any]:
     """Build OpenAI's error body verbatim."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def choices(body: dict[str, Any]) -> int:
+    """``n``: how many answers are generated (the same answer each time, in the fake).
+
+    Streams carry the deltas of the first answer only, but their usage counts all.
+    """
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
 class OpenAICompatibleFake(FakeServer):
@@ -206,15 +216,24 @@ class OpenAICompatibleFake(FakeServer):
         )
 
     def plan(self, body: dict[str, Any], answer: Answer) -> Plan:
+        """The plan of one answer; with ``n`` answers, usage counts each one's output."""
         model = str(body.get("model"))
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        return make_plan(
+        plan = make_plan(
             answer,
             default_chunks=self._chunks,
             default_reasoning=self._reasoning_chunks if self.is_reasoning_model(model) else (),
             prompt=prompt_tokens(body.get("messages")),
             limit=limit if isinstance(limit, int) else None,
             call_ids=(self.tool_call_id(self.next_id()) for _ in answer.tool_calls),
+        )
+        n = choices(body)
+        if n == 1 or answer.usage is not None:
+            return plan
+        return replace(
+            plan,
+            completion_tokens=plan.completion_tokens * n,
+            reasoning_tokens=plan.reasoning_tokens * n,
         )
 
     def finish_reason(self, plan: Plan) -> str:
@@ -233,11 +252,12 @@ class OpenAICompatibleFake(FakeServer):
             "model": body["model"],
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": self.message_json(plan),
                     "logprobs": None,
                     "finish_reason": self.finish_reason(plan),
                 }
+                for index in range(choices(body))
             ],
             "usage": self.usage_json(plan),
             **self.response_extras(),

@@ -1,69 +1,62 @@
 """Upper bounds of token counts, used to reserve a request's worst-case cost.
 
-Byte-level BPE tokenizers never produce more tokens than the UTF-8 bytes they
-encode, so the byte length of every string in a message is an upper bound of
-its tokens. Each message adds a fixed allowance for the role and separators,
-each image a fixed allowance, and tool definitions count by their JSON size.
+The prompt bound is computed from what is actually sent upstream: the body an
+adapter built for one target of the chain. Byte-level BPE tokenizers never
+produce more tokens than the UTF-8 bytes they encode, and the JSON encoding of
+a text is never shorter than the text, so the byte length of that body bounds
+the tokens of every field in it, whatever the field (a legacy `function_call`,
+a `refusal`, `prediction`, a field the gateway has never heard of, the JSON
+instruction the Anthropic adapter adds). Images are the exception: their
+base64 payload is taken out of the byte count and replaced by the provider's
+own image formula (`ai_service.billing.images`). On top come what the
+provider adds unseen (`UpstreamRequest.hidden_tokens`, such as Anthropic's
+tool-use system prompt), a per-message allowance for role and separator
+tokens, and a per-request allowance for the reply's priming tokens and the
+few bytes of fields that depend on the output limit (which may be lowered
+after the bound was taken).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-import orjson
-
+from ai_service.billing.images import Image, image_tokens
 from ai_service.billing.money import ceil_div
+from ai_service.providers.base import UpstreamRequest
+
+# the reply's priming tokens and the few bytes by which fields that depend on the output
+# limit may grow when it is lowered (the body's non-text fields, such as `model`, already
+# count bytes that are never billed)
+REQUEST_ALLOWANCE = 16
 
 
-def _text_bytes(value: Any) -> tuple[int, int]:
-    """(bytes of text, number of images) inside a message's content or a part list."""
-    if isinstance(value, str):
-        return len(value.encode()), 0
-    if isinstance(value, list):
-        total = images = 0
-        for part in value:
-            if isinstance(part, dict):
-                kind = part.get("type")
-                if kind in ("image_url", "image", "input_image"):
-                    images += 1
-                    continue
-                if kind == "input_audio" or kind == "file":
-                    total += len(orjson.dumps(part))
-                    continue
-                text = part.get("text")
-                if isinstance(text, str):
-                    total += len(text.encode())
-                    continue
-            total += len(orjson.dumps(part))
-        return total, images
-    if value is None:
-        return 0, 0
-    return len(orjson.dumps(value)), 0
-
-
-def prompt_upper_bound(
-    body: dict[str, Any], *, message_allowance: int, image_allowance: int
+def prompt_bound(
+    sent: UpstreamRequest,
+    images: Sequence[Image],
+    *,
+    provider: str,
+    model: str,
+    messages: int,
+    message_allowance: int,
+    image_allowance: int,
 ) -> int:
-    """An upper bound of the prompt tokens of an OpenAI-shaped request body."""
-    total = 0
-    messages = body.get("messages") or []
-    for message in messages:
-        text, images = _text_bytes(message.get("content"))
-        total += text + images * image_allowance + message_allowance
-        name = message.get("name")
-        if isinstance(name, str):
-            total += len(name.encode())
-        tool_calls = message.get("tool_calls")
-        if tool_calls:
-            total += len(orjson.dumps(tool_calls))
-        reasoning = message.get("reasoning_content")
-        if isinstance(reasoning, str):
-            total += len(reasoning.encode())
-    for key in ("tools", "functions", "response_format", "tool_choice"):
-        value = body.get(key)
-        if value is not None and value != "auto":
-            total += len(orjson.dumps(value)) + message_allowance
-    return total + message_allowance
+    """An upper bound of the prompt tokens of the request `sent` to `provider`'s `model`.
+
+    `images` are the image parts of the client's body (found once for the
+    chain) and `messages` the number of its messages.
+    """
+    text = len(sent.body)
+    pictures = 0
+    for image in images:
+        text -= image.data_bytes
+        pictures += image_tokens(provider, model, image, image_allowance)
+    return (
+        max(text, 0)
+        + pictures
+        + sent.hidden_tokens
+        + messages * message_allowance
+        + REQUEST_ALLOWANCE
+    )
 
 
 def estimate_output_tokens(generated_chars: int) -> int:

@@ -82,11 +82,20 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class UpstreamRequest:
-    """One HTTP POST to the provider."""
+    """One HTTP POST to the provider.
+
+    `choices` is how many answers the provider generates (and bills), each up
+    to the output limit: OpenAI's `n` where the provider is sent it.
+    `hidden_tokens` counts the prompt tokens the provider adds without their
+    appearing in the body (Anthropic's tool-use system prompt). Both feed the
+    reservation's bound (`ai_service.billing.estimate`).
+    """
 
     url: str
     headers: dict[str, str]
     body: bytes
+    choices: int = 1
+    hidden_tokens: int = 0
 
 
 @dataclass(slots=True)

@@ -319,7 +319,9 @@ class OpenAICompatAdapter:
 
     def build_request(self, req: ChatRequest) -> UpstreamRequest:
         body = build_body(req, self.quirks)
-        return UpstreamRequest(self._url, self._headers, orjson.dumps(body))
+        n = body.get("n")
+        choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+        return UpstreamRequest(self._url, self._headers, orjson.dumps(body), choices=choices)
 
     def parse_response(self, data: JsonObject, _req: ChatRequest) -> ChatResult:
         choices = data.get("choices")

@@ -15,7 +15,6 @@ from starlette.responses import Response
 
 from ai_service.auth import Principal
 from ai_service.billing import ledger
-from ai_service.billing.estimate import prompt_upper_bound
 from ai_service.config import PROVIDER_ENV
 from ai_service.errors import (
     InsufficientQuotaError,
@@ -25,10 +24,10 @@ from ai_service.errors import (
     UpstreamUnavailableError,
 )
 from ai_service.providers.base import ChatResult
-from ai_service.schemas import include_usage, parse_body, validate_chat
+from ai_service.schemas import include_usage, parse_body, validate_chat, validate_choices
 from ai_service.services import idempotency, respond
 from ai_service.services.call import Call, redact, refuse
-from ai_service.services.routing import Attempts, Plan, Target, chain_for, send
+from ai_service.services.routing import Attempts, Plan, Target, chain_for, plan_for, send
 from ai_service.state import AppState
 from ai_service.storage.db import DB_ERRORS
 from ai_service.upstream import UpstreamStream
@@ -56,6 +55,7 @@ async def chat(
     try:
         body = parse_body(raw)
         requested, call.stream, client_limit = validate_chat(body, settings.max_messages)
+        validate_choices(body)
     except InvalidRequestError as exc:
         raise await refuse(call, exc) from None
     catalog = await state.catalog.get()
@@ -84,16 +84,12 @@ async def chat(
             return respond.replay(claimed)
         call.claim = claimed
     try:
-        plan = Plan(
-            chain=chain_for(settings, catalog, Target(provider, call.resolved)),
-            prompt_tokens=prompt_upper_bound(
-                body,
-                message_allowance=settings.message_token_allowance,
-                image_allowance=settings.image_token_allowance,
-            ),
-            client_limit=client_limit,
-        )
-        call.prompt_bound = plan.prompt_tokens
+        chain = chain_for(settings, catalog, Target(provider, call.resolved))
+        try:
+            plan = plan_for(state, chain, body, call.stream, client_limit)
+        except ServiceError as exc:
+            raise await refuse(call, exc) from None
+        call.prompt_bound = plan.bounds[0].prompt_tokens
         await reserve(call, plan)
     except BaseException:
         if call.claim is not None:
@@ -135,11 +131,11 @@ async def chat(
 async def reserve(call: Call, plan: Plan) -> None:
     """Reserve the chain's worst case, lowering the output limit to what the balance pays.
 
+    The limit is per answer: a request for `n` answers reserves `n` times it.
+
     Raises `InsufficientQuotaError` (402) when not even a minimal answer is affordable.
     """
     state = call.state
-    first = plan.chain[0].resolved.price
-    plan.limit = plan.client_limit or first.max_output
     await admit(call, plan)
     minimum = min(state.settings.min_output_tokens, plan.limit)
     user_id = call.principal.user_id
@@ -193,10 +189,11 @@ async def admit(call: Call, plan: Plan) -> None:
     """
     state, limits = call.state, call.principal.limits
     ceiling = state.limiter.token_ceiling(limits)
+    choices = plan.choices
     if ceiling is not None:
         minimum = min(state.settings.min_output_tokens, plan.limit)
-        plan.limit = max(min(plan.limit, ceiling - plan.prompt_tokens), minimum)
-    tokens = plan.prompt_tokens + plan.limit
+        plan.limit = max(min(plan.limit, (ceiling - plan.prompt_tokens) // choices), minimum)
+    tokens = plan.prompt_tokens + plan.limit * choices
     try:
         await state.limiter.admit(call.principal, limits, tokens)
     except RateLimitError as exc:

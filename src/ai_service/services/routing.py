@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 from ai_service.billing.catalog import Catalog, Resolved
+from ai_service.billing.estimate import prompt_bound
+from ai_service.billing.images import find_images
 from ai_service.billing.pricing import affordable_output, worst_case
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, UpstreamStatusError, UpstreamUnavailableError
-from ai_service.providers.base import ChatRequest, ChatResult, JsonObject
+from ai_service.providers.base import ChatRequest, ChatResult, JsonObject, UpstreamRequest
 from ai_service.state import AppState
 from ai_service.upstream import UpstreamStream
 
@@ -59,13 +61,40 @@ def chain_for(settings: Settings, catalog: Catalog, first: Target) -> list[Targe
 
 
 @dataclass(slots=True)
+class Bound:
+    """What one target of the chain is sent and may bill at most.
+
+    `request` is the body built for the plan's first output limit (reused
+    when that limit is the one sent); `prompt_tokens` bounds its prompt and
+    `choices` multiplies the output limit. A target that cannot be sent (its
+    provider is not configured, or the body does not translate for it) bills
+    nothing: its bound is zero.
+    """
+
+    prompt_tokens: int = 0
+    choices: int = 0
+    request: UpstreamRequest | None = None
+    limit: int = 0
+
+
+@dataclass(slots=True)
 class Plan:
     """The output limit and the worst case to reserve for a chain."""
 
     chain: list[Target]
-    prompt_tokens: int
     client_limit: int | None
+    bounds: list[Bound] = field(default_factory=list)
     limit: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The largest prompt bound of the chain."""
+        return max((b.prompt_tokens for b in self.bounds), default=0)
+
+    @property
+    def choices(self) -> int:
+        """The most answers a target of the chain generates."""
+        return max((b.choices for b in self.bounds), default=1) or 1
 
     def limit_for(self, target: Target) -> int:
         if self.client_limit is not None:
@@ -73,15 +102,66 @@ class Plan:
         return min(self.limit, target.resolved.price.max_output)
 
     def worst_case(self) -> int:
-        """The dearest model of the chain sets the reservation."""
+        """The dearest model of the chain sets the reservation: each answer at the full limit."""
         return max(
-            worst_case(self.prompt_tokens, self.limit_for(t), t.resolved.price) for t in self.chain
+            worst_case(b.prompt_tokens, self.limit_for(t) * b.choices, t.resolved.price)
+            for t, b in zip(self.chain, self.bounds, strict=True)
         )
 
     def affordable(self, balance: int) -> int:
+        """The largest output limit (per answer) whose worst case `balance` pays for."""
         return min(
-            affordable_output(balance, self.prompt_tokens, t.resolved.price) for t in self.chain
+            affordable_output(balance, b.prompt_tokens, t.resolved.price) // max(b.choices, 1)
+            for t, b in zip(self.chain, self.bounds, strict=True)
         )
+
+    def prepared(self, index: int, target: Target) -> UpstreamRequest | None:
+        """The request built for the bound, if it was built for the limit now sent."""
+        bound = self.bounds[index] if index < len(self.bounds) else None
+        if bound is None or bound.request is None or bound.limit != self.limit_for(target):
+            return None
+        return bound.request
+
+
+def plan_for(
+    state: AppState, chain: list[Target], body: JsonObject, stream: bool, client_limit: int | None
+) -> Plan:
+    """Build every target's request once and bound what each may bill.
+
+    Raises the first target's `ServiceError` (400 for a body that does not
+    translate); a fallback that cannot be built bounds nothing, since sending
+    it would fail the same way before anything is billed.
+    """
+    settings = state.settings
+    plan = Plan(chain, client_limit)
+    plan.limit = client_limit or chain[0].resolved.price.max_output
+    images = find_images(body)
+    messages = body.get("messages")
+    count = len(messages) if isinstance(messages, list) else 0
+    for index, target in enumerate(chain):
+        adapter = state.adapters.get(target.provider)
+        if adapter is None:
+            plan.bounds.append(Bound())
+            continue
+        limit = plan.limit_for(target)
+        try:
+            request = adapter.build_request(ChatRequest(body, target.resolved.model, stream, limit))
+        except ServiceError:
+            if index == 0:
+                raise
+            plan.bounds.append(Bound())
+            continue
+        tokens = prompt_bound(
+            request,
+            images,
+            provider=target.provider,
+            model=target.resolved.model,
+            messages=count,
+            message_allowance=settings.message_token_allowance,
+            image_allowance=settings.image_token_allowance,
+        )
+        plan.bounds.append(Bound(tokens, request.choices, request, limit))
+    return plan
 
 
 @dataclass(slots=True)
@@ -114,21 +194,22 @@ async def send(
     settings = state.settings
     deadline = time.monotonic() + settings.retry_budget_seconds
     last: ServiceError | None = None
-    for target in plan.chain:
+    for index, target in enumerate(plan.chain):
         adapter = state.adapters.get(target.provider)
         if adapter is None:
             last = UpstreamUnavailableError(f"The {target.provider} provider is not configured.")
             attempts.record(target, "not configured")
             continue
         req = ChatRequest(body, target.resolved.model, stream, plan.limit_for(target))
+        prepared = plan.prepared(index, target)
         for attempt in range(settings.retry_attempts + 1):
             try:
                 if stream:
                     result: ChatResult | UpstreamStream = await state.upstream.open_stream(
-                        adapter, req
+                        adapter, req, prepared
                     )
                 else:
-                    result = await state.upstream.complete(adapter, req)
+                    result = await state.upstream.complete(adapter, req, prepared)
             except ServiceError as exc:
                 attempts.record(target, f"{exc.status} {exc.message}")
                 last = exc

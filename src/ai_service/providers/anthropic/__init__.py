@@ -25,6 +25,7 @@ from ai_service.providers.anthropic.request import (
 )
 from ai_service.providers.anthropic.response import from_anthropic_response
 from ai_service.providers.anthropic.stream import AnthropicStreamParser
+from ai_service.providers.anthropic.tools import tool_prompt_tokens
 from ai_service.providers.base import (
     ChatRequest,
     ChatResult,
@@ -79,6 +80,7 @@ class AnthropicAdapter:
             url=self._config.base_url.rstrip("/") + "/v1/messages",
             headers=headers,
             body=orjson.dumps(body),
+            hidden_tokens=tool_prompt_tokens(req.model, body),
         )
 
     def parse_response(self, data: JsonObject, req: ChatRequest) -> ChatResult:

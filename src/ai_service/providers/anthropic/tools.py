@@ -14,10 +14,15 @@
   tool choice (an `auto` choice is created when the client gave none; not
   applicable to `none`).
 - Without tools, `tool_choice` is dropped: Anthropic rejects it alone.
+
+With tools, Anthropic adds a tool-use system prompt the body does not show and
+bills its tokens (`tool_prompt_tokens`, from Anthropic's table per model and
+tool choice; the largest count for a model not in the table).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ai_service.errors import InvalidRequestError
@@ -29,6 +34,25 @@ _CHOICE_STRINGS: dict[str, JsonObject] = {
     "none": {"type": "none"},
 }
 _ALLOWED_MODES = {"auto": "auto", "required": "any"}
+
+# Anthropic's tool-use system prompt, in tokens: (tool choice auto or none, any or tool)
+_TOOL_PROMPTS: tuple[tuple[re.Pattern[str], tuple[int, int]], ...] = (
+    (re.compile(r"claude-3-opus"), (530, 281)),
+    (re.compile(r"claude-3-sonnet"), (159, 235)),
+    (re.compile(r"claude-3-(5-)?haiku"), (264, 340)),
+    (re.compile(r"claude-3-[57]-sonnet|claude-(opus|sonnet|haiku)-\d"), (346, 313)),
+)
+_TOOL_PROMPT_MAX = (530, 340)
+
+
+def tool_prompt_tokens(model: str, body: JsonObject) -> int:
+    """The tokens of the system prompt Anthropic adds to a Messages `body` with tools."""
+    if not body.get("tools"):
+        return 0
+    name = model.lower()
+    counts = next((c for pattern, c in _TOOL_PROMPTS if pattern.match(name)), _TOOL_PROMPT_MAX)
+    choice = body.get("tool_choice")
+    return counts[1] if forces_tool_use(choice) else counts[0]
 
 
 def translate_tools(body: dict[str, Any]) -> tuple[list[JsonObject], JsonObject | None]:
