@@ -8,6 +8,7 @@ import pytest
 
 from ai_service.errors import InvalidRequestError
 from ai_service.providers.anthropic.request import to_anthropic_request
+from ai_service.providers.anthropic.tools import tool_prompt_tokens
 
 WEATHER = {
     "type": "function",
@@ -148,3 +149,29 @@ def test_malformed_tools_are_a_400(fields: dict[str, Any], param: str) -> None:
         translate(**fields)
     assert info.value.param == param
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("model", "choice", "tokens"),
+    [
+        ("claude-sonnet-4-5", None, 346),
+        ("claude-sonnet-4-5", "none", 346),
+        ("claude-opus-4-7", "required", 313),
+        ("claude-3-5-sonnet-20241022", {"type": "function", "function": {"name": "get_time"}}, 313),
+        ("claude-3-opus-20240229", "auto", 530),
+        ("claude-3-opus-20240229", "required", 281),
+        ("claude-3-sonnet-20240229", "auto", 159),
+        ("claude-3-5-haiku-20241022", "required", 340),
+        ("claude-fable-5-1", "auto", 530),  # not in Anthropic's table: the largest count
+    ],
+)
+def test_the_hidden_tool_use_system_prompt_is_counted_per_model_and_tool_choice(
+    model: str, choice: object, tokens: int
+) -> None:
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "q"}]}
+    body["tools"] = [CLOCK]
+    if choice is not None:
+        body["tool_choice"] = choice
+    out = to_anthropic_request(body, model=model, max_tokens=512, stream=False)
+    assert tool_prompt_tokens(model, out) == tokens
+    assert tool_prompt_tokens(model, translate()) == 0  # no tools, no tool prompt

@@ -111,8 +111,12 @@ class Plan:
     def affordable(self, balance: int) -> int:
         """The largest output limit (per answer) whose worst case `balance` pays for."""
         return min(
-            affordable_output(balance, b.prompt_tokens, t.resolved.price) // max(b.choices, 1)
-            for t, b in zip(self.chain, self.bounds, strict=True)
+            (
+                affordable_output(balance, b.prompt_tokens, t.resolved.price) // b.choices
+                for t, b in zip(self.chain, self.bounds, strict=True)
+                if b.choices  # a target that cannot be sent bills nothing
+            ),
+            default=-1,
         )
 
     def prepared(self, index: int, target: Target) -> UpstreamRequest | None:
