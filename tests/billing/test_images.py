@@ -127,3 +127,19 @@ def test_anthropic_formula_by_model_generation() -> None:
 def test_other_providers_take_the_allowance() -> None:
     assert image_tokens("mistral", "pixtral-large", Image(0, (10, 10), None), 7000) == 7000
     assert image_tokens("claude", "claude-opus-4-7", Image(0, (10, 10), None), 7000) == 1
+
+
+def test_an_inline_pdf_counts_as_one_image_of_unknown_size_per_page() -> None:
+    pdf = b"%PDF-1.4\n" + b"".join(
+        b"%d 0 obj << /Type /Page /Parent 2 0 R >> endobj\n" % i for i in range(3, 6)
+    )
+    pdf += b"2 0 obj << /Type /Pages /Kids [3 0 R 4 0 R 5 0 R] /Count 3 >> endobj\n"
+    part = {"type": "file", "file": {"file_data": data_url(pdf, "application/pdf")}}
+    body = {"messages": [{"role": "user", "content": [part, {"type": "text", "text": "sum"}]}]}
+    assert find_images(body) == [Image(0, None, None)] * 3
+    # a page tree that says more pages than its objects show (objects in compressed streams)
+    tree = b"%PDF-1.5\n2 0 obj << /Type /Pages /Count 12 >> endobj\n"
+    part = {"type": "file", "file": {"file_data": data_url(tree, "application/pdf")}}
+    assert len(find_images({"messages": [{"role": "user", "content": [part]}]})) == 12
+    by_id = {"type": "file", "file": {"file_id": "file-abc"}}
+    assert find_images({"messages": [{"role": "user", "content": [by_id]}]}) == []

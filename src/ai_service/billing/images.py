@@ -17,6 +17,8 @@ data), the model's maximum per image is taken.
   long edge and about 1,600 tokens before Claude Opus 4.7, a 2576 px long edge
   and 4784 visual tokens since (and for any model not known to be older).
 - Other providers: the configured allowance per image.
+- An inline PDF: each page is billed as an image (of unknown size here) on top
+  of its text, so it counts as one image per page; its bytes stay counted.
 
 Every number is rounded up: the result is a bound, never an estimate.
 """
@@ -50,7 +52,12 @@ class Image:
 
 
 def find_images(body: dict[str, Any]) -> list[Image]:
-    """The image parts (`image_url`) of the messages of an OpenAI-shaped body."""
+    """The images of the messages of an OpenAI-shaped body.
+
+    `image_url` parts are images; an inline PDF (`file` part) counts as one
+    image of unknown size per page (providers bill each page as an image as
+    well as its text, whose bytes stay counted as text).
+    """
     images: list[Image] = []
     messages = body.get("messages")
     for message in messages if isinstance(messages, list) else ():
@@ -58,9 +65,32 @@ def find_images(body: dict[str, Any]) -> list[Image]:
         if not isinstance(content, list):
             continue
         for part in content:
-            if isinstance(part, dict) and part.get("type") == "image_url":
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "image_url":
                 images.append(_image(part.get("image_url")))
+            elif kind == "file":
+                images.extend([PAGE] * pdf_pages(part.get("file")))
     return images
+
+
+PAGE = Image(0, None, None)
+_PAGE_OBJECT = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+_PAGE_COUNT = re.compile(rb"/Count\s+(\d{1,6})")
+
+
+def pdf_pages(file: object) -> int:
+    """Pages of an inline PDF (`file_data` data URL): page objects or the page tree's count.
+
+    At least 1; 0 for a file given by id, which the gateway cannot see.
+    """
+    data_url = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data_url, str):
+        return 0
+    data = _decode(data_url, data_url.find(",") + 1, len(data_url))
+    counts = [int(count) for count in _PAGE_COUNT.findall(data)]
+    return max(len(_PAGE_OBJECT.findall(data)), *counts, 1)
 
 
 def _image(spec: object) -> Image:
