@@ -17,6 +17,7 @@ from ai_service.billing.estimate import REQUEST_ALLOWANCE
 from ai_service.billing.pricing import cost
 from ai_service.providers.base import Usage
 from ai_service.services import catalog_admin
+from tests.conftest import UPSTREAM_KEY
 from tests.fakes.anthropic_messages import TOOL_PROMPT_AUTO, FakeAnthropic
 from tests.fakes.behaviours import Answer
 from tests.fakes.openai_flavours import FakeOpenAI
@@ -228,3 +229,27 @@ def test_images_are_reserved_by_the_providers_formula_not_by_their_bytes(
     assert low == expected(low_sent, big_url, 85)  # detail low: the base tokens only
     # an image the provider fetches: the most tiles an image can have
     assert fetched == expected(fetched_sent, http, 85 + 8 * 170)
+
+
+# -- fallback chains -------------------------------------------------------------------------
+
+
+def test_each_target_of_the_chain_is_bounded_by_its_own_body_and_price(
+    gateway_factory: Any, openai_upstream: FakeOpenAI
+) -> None:
+    chain = {"openai:test-model": ["openai:test-dearer", "claude:claude-sonnet-4-6"]}
+    gateway = gateway_factory(  # claude is not configured: it bills nothing
+        openai_api_key=UPSTREAM_KEY, openai_base_url=openai_upstream.base_url, fallbacks=chain
+    )
+    price(gateway)
+    gateway.session(
+        lambda s: catalog_admin.set_price(s, "openai", "test-dearer", input="200", output="200")
+    )
+    key = gateway.create_user("heidi", "10")
+    assert post(gateway, key, hi(max_tokens=10)).status_code == 200
+    (seen,) = openai_upstream.requests
+    assert seen.body["model"] == "test-model"
+    (row,) = gateway.requests()
+    allowances = gateway.state.settings.message_token_allowance + REQUEST_ALLOWANCE
+    # the dearer fallback's body names its own model: one byte longer than the one sent
+    assert row.reserved == (len(seen.raw) + 1 + allowances + 10) * 2 * TOKEN
