@@ -288,3 +288,12 @@ def test_unknown_path_gets_404(openai_fake: FakeOpenAI) -> None:
     ):
         client.chat.completions.create(model="gpt-4o", messages=HI)
     assert openai_fake.last_request.path == "/chat/completions"
+
+
+def test_n_answers_are_n_choices_and_their_output_is_counted_n_times(oai: openai.OpenAI) -> None:
+    completion = oai.chat.completions.create(model="gpt-4o", messages=HI, n=3)
+    assert [choice.index for choice in completion.choices] == [0, 1, 2]
+    assert {choice.message.content for choice in completion.choices} == {"Hello from openai!"}
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 3 * 3
+    assert completion.usage.prompt_tokens == 5  # the prompt is counted once
