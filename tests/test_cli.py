@@ -73,13 +73,15 @@ def test_models_list_and_set_price(cli) -> None:
         assert required in ids
     alias = next(r for r in rows if r["model"] == "gpt-4o" and r["alias_of"])
     assert alias["alias_of"] == "gpt-5.4-mini"
-    priced = [r for r in rows if not r["alias_of"] and r["model"] != "*"]
-    assert all(r["price_checked_on"] for r in priced)
+    priced = [r for r in rows if not r["alias_of"]]
+    assert all(r["source"].startswith("genai-prices") for r in priced)
+    assert not any("checked" in key for r in rows for key in r)
 
     cli("models", "set-price", "openai", "gpt-5.4-mini", "--input", "1.25", "--output", "5")
     rows = orjson.loads(cli("models", "list", "--provider", "openai", "--json").stdout)
     mini = next(r for r in rows if r["model"] == "gpt-5.4-mini")
     assert (mini["input_per_million"], mini["output_per_million"]) == ("1.25", "5")
+    assert mini["source"] == "override"
 
 
 def test_errors_are_clear_and_nonzero(cli) -> None:

@@ -43,7 +43,7 @@ WITH r AS (
            prompt_tokens = $7, completion_tokens = $8, cached_tokens = $9,
            cache_write_tokens = $10, reasoning_tokens = $11, usage_estimated = $12,
            error = $13, duration_ms = $14, upstream_latency_ms = $15, ttft_ms = $16,
-           attempts = $17, attempt_log = $18, finished_at = now()
+           attempts = $17, attempt_log = $18, price_detail = $23, finished_at = now()
      WHERE request_id = $1 AND status = 'pending'
  RETURNING user_id
 ), u AS (
@@ -110,11 +110,12 @@ WITH s AS (
         $1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[],
         $7::int[], $8::int[], $9::int[], $10::int[], $11::int[], $12::bool[],
         $13::text[], $14::int[], $15::int[], $16::int[], $17::int[], $18::text[],
-        $19::bigint[], $20::text[], $21::text[], $22::bool[]
+        $19::bigint[], $20::text[], $21::text[], $22::bool[], $23::text[]
     ) AS s(request_id, status, http_status, cost, model, provider,
            prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
            reasoning_tokens, usage_estimated, error, duration_ms, upstream_latency_ms,
-           ttft_ms, attempts, attempt_log, reserved, request_body, response_body, truncated)
+           ttft_ms, attempts, attempt_log, reserved, request_body, response_body, truncated,
+           price_detail)
 ), r AS (
     UPDATE api_requests q
        SET status = s.status, http_status = s.http_status, cost = s.cost,
@@ -124,7 +125,8 @@ WITH s AS (
            reasoning_tokens = s.reasoning_tokens, usage_estimated = s.usage_estimated,
            error = s.error, duration_ms = s.duration_ms,
            upstream_latency_ms = s.upstream_latency_ms, ttft_ms = s.ttft_ms,
-           attempts = s.attempts, attempt_log = s.attempt_log, finished_at = now()
+           attempts = s.attempts, attempt_log = s.attempt_log,
+           price_detail = s.price_detail, finished_at = now()
       FROM s
      WHERE q.request_id = s.request_id AND q.status = 'pending'
  RETURNING q.request_id, q.user_id, s.cost, s.reserved
@@ -272,7 +274,14 @@ Closing = tuple[str, int, Settlement]  # request id, amount reserved, its settle
 def _settle_values(reserved: int, s: Settlement) -> tuple[Any, ...]:
     """The settlement's values in the order of `SETTLE` after the request id."""
     charge = min(s.cost, reserved)
-    return (*s.outcome(charge), reserved, s.request_body, s.response_body, s.truncated)
+    return (
+        *s.outcome(charge),
+        reserved,
+        s.request_body,
+        s.response_body,
+        s.truncated,
+        s.price_detail,
+    )
 
 
 async def make_ledger(

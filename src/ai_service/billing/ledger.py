@@ -190,6 +190,7 @@ async def settle(
                 upstream_latency_ms=s.upstream_latency_ms,
                 ttft_ms=s.ttft_ms,
                 attempts=s.attempts,
+                price_detail=s.price_detail,
                 finished_at=utcnow(),
                 **values,
             )

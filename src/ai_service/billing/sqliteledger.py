@@ -126,11 +126,12 @@ def _settle(
         " model = COALESCE(?, model), provider = COALESCE(?, provider), prompt_tokens = ?,"
         " completion_tokens = ?, cached_tokens = ?, cache_write_tokens = ?,"
         " reasoning_tokens = ?, usage_estimated = ?, error = ?, duration_ms = ?,"
-        " upstream_latency_ms = ?, ttft_ms = ?, attempts = ?, attempt_log = ?, finished_at = ?"
-        " WHERE request_id = ? AND status = 'pending'",
+        " upstream_latency_ms = ?, ttft_ms = ?, attempts = ?, attempt_log = ?, finished_at = ?,"
+        " price_detail = ? WHERE request_id = ? AND status = 'pending'",
         (
             *s.outcome(charge),
             now,
+            s.price_detail,
             request_id,
         ),
     ).rowcount
