@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 from genai_prices.types import ModelInfo, Provider
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_service.billing import pricedata
@@ -147,6 +147,7 @@ class Catalog:
         self._priced: dict[tuple[str, str], Price] = {}
         self._resolved: dict[tuple[str, str], Resolved] = {}
         self._dearest: dict[str, Price] = {}
+        self._listed: dict[str, dict[str, Listed]] = {}
 
     # resolution
 
@@ -208,11 +209,15 @@ class Catalog:
 
     def _listed_as(self, spec: Spec, provider: str, info: ModelInfo) -> Listed | None:
         """The packaged entry of a listed id that the data prices as the same model."""
-        for model_id, listed in spec.models.items():
-            other = self.info(provider, model_id)
-            if other is not None and other.id == info.id:
-                return listed
-        return None
+        by_data = self._listed.get(provider)
+        if by_data is None:
+            by_data = {}
+            for model_id, listed in spec.models.items():
+                other = self.info(provider, model_id)
+                if other is not None:
+                    by_data.setdefault(other.id, listed)
+            self._listed[provider] = by_data
+        return by_data.get(info.id)
 
     def dearest(self, provider: str) -> Price:
         """The provider's dearest rate of each kind, flagged: what an unknown model is charged."""
@@ -226,7 +231,7 @@ class Catalog:
         spec = SPECS.get(provider) or Spec(genai=provider)
         names = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
         top = dict.fromkeys(names, 0)
-        prices = [p for p in (self.price(provider, m) for m in self.known(provider)) if p]
+        prices = self.all_prices(provider)
         now = utcnow()
         for price in prices:
             for rates in price.plan().possible(now):
@@ -250,10 +255,17 @@ class Catalog:
             flagged=True,
         )
 
-    def known(self, provider: str) -> list[str]:
-        """Every id the catalog prices for a provider: the data's models, then overrides."""
-        ids = [m.id for m in self.data[provider].models] if provider in self.data else []
-        return ids + [m for m in self.overrides.get(provider, {}) if m not in ids]
+    def all_prices(self, provider: str) -> list[Price]:
+        """The price of every model of the provider in the data, and every override."""
+        prices: list[Price] = []
+        for info in self.data[provider].models if provider in self.data else ():
+            key = (provider, info.id)
+            price = self._priced.get(key)
+            if price is None:
+                price = self._from_data(provider, info.id, info)
+                self._priced[key] = price
+            prices.append(price)
+        return prices + list(self.overrides.get(provider, {}).values())
 
     # listing
 
@@ -302,8 +314,8 @@ def price_of(row: ApiModel) -> Price:
     )
 
 
-# the parsed price data file, by `api_price_data.id`: parsed once per process
-_parsed: tuple[int, list[Provider], str] | None = None
+# the last price data file parsed, by (id, source, loaded_at, length): parsed once per process
+_parsed: tuple[tuple[Any, ...], list[Provider], str] | None = None
 
 
 async def price_data(session: AsyncSession) -> tuple[list[Provider] | None, str | None]:
@@ -311,16 +323,22 @@ async def price_data(session: AsyncSession) -> tuple[list[Provider] | None, str 
     global _parsed
     latest = (
         await session.execute(
-            select(ApiPriceData.id, ApiPriceData.source, ApiPriceData.loaded_at)
+            select(
+                ApiPriceData.id,
+                ApiPriceData.source,
+                ApiPriceData.loaded_at,
+                func.length(ApiPriceData.content),
+            )
             .order_by(ApiPriceData.id.desc())
             .limit(1)
         )
     ).first()
     if latest is None:
         return None, None
-    row_id, source, loaded_at = latest
-    if _parsed is not None and _parsed[0] == row_id:
+    key = tuple(latest)
+    if _parsed is not None and _parsed[0] == key:
         return _parsed[1], _parsed[2]
+    row_id, source, loaded_at, _ = key
     content = await session.scalar(select(ApiPriceData.content).where(ApiPriceData.id == row_id))
     try:
         providers = pricedata.parse(content or "")
@@ -329,7 +347,7 @@ async def price_data(session: AsyncSession) -> tuple[list[Provider] | None, str 
         return None, None
     when = loaded_at.date().isoformat() if isinstance(loaded_at, dt.datetime) else ""
     label = f"price data #{row_id} ({source}, loaded {when})"
-    _parsed = (row_id, providers, label)
+    _parsed = (key, providers, label)
     return providers, label
 
 

@@ -15,6 +15,7 @@ Create Date: 2026-11-30 05:00:00
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -54,7 +55,10 @@ def upgrade() -> None:
     models = sa.table("api_models", sa.column("price_checked_on", sa.Date()))
     op.execute(
         models.delete().where(
-            sa.or_(models.c.price_checked_on.is_(None), models.c.price_checked_on == SEEDED_ON)
+            sa.or_(
+                models.c.price_checked_on.is_(None),
+                models.c.price_checked_on == dt.date.fromisoformat(SEEDED_ON),
+            )
         )
     )
 
