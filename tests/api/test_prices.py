@@ -214,3 +214,18 @@ def test_usage_rows_carry_the_cost_breakdown(gateway: Gateway, openai_upstream: 
     assert price["parts"]["cache_read"]["tokens"] == 400
     assert price["parts"]["output"]["usd_per_million"] == "4.5"
     assert price["cost_usd"] == row["cost_usd"]
+
+
+def test_models_list_shows_retired_ids_and_deprecation(
+    gateway_factory: Callable[..., Gateway],
+) -> None:
+    gw = gateway_factory()
+    key = gw.create_user("alice", "1")
+    r = httpx.get(gw.url + "/ai/llama/models", headers={"X-API-Key": key})
+    assert r.status_code == 200
+    data = {m["id"]: m for m in r.json()["data"]}
+    # a listed Together id the price data no longer prices
+    assert data["meta-llama/Llama-3.3-70B-Instruct"]["retired"] is True
+    turbo = data["meta-llama/Llama-3.3-70B-Instruct-Turbo"]
+    assert turbo["deprecated"] is False and "retired" not in turbo
+    assert turbo["input_cost_per_million"] == 0.88
