@@ -229,3 +229,24 @@ def test_models_list_shows_retired_ids_and_deprecation(
     turbo = data["meta-llama/Llama-3.3-70B-Instruct-Turbo"]
     assert turbo["deprecated"] is False and "retired" not in turbo
     assert turbo["input_cost_per_million"] == 0.88
+
+
+def test_a_claude_streams_usage_chunk_carries_the_rows_cost(
+    claude: Gateway, anthropic_fake: FakeAnthropic
+) -> None:
+    key = claude.create_user("alice", "10")
+    usage = FakeUsage(
+        prompt_tokens=20, cache_creation_tokens=500, cache_1h_tokens=500, completion_tokens=12
+    )
+    anthropic_fake.enqueue(Answer(usage=usage))
+    body = {
+        "model": "claude-opus-4-1",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    r = post(claude, key, body, "claude")
+    assert r.status_code == 200
+    claude.wait_settled()
+    (row,) = claude.requests()
+    assert row.cost == nano(20 * 15_000_000 + 500 * 30_000_000 + 12 * 75_000_000)
+    assert Decimal(str(stream_usage(r)["cost"])) == Decimal(usd_str(row.cost))

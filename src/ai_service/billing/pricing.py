@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from ai_service.billing.money import PICO_PER_NANO, ceil_div
@@ -148,8 +149,13 @@ class Price:
         return self.input if self.cache_write is None else self.cache_write
 
     def plan(self) -> Schedule:
+        """The schedule the cost is computed from (a flat one for a flat price)."""
         if self.schedule is not None:
             return self.schedule
+        return self._flat
+
+    @cached_property
+    def _flat(self) -> FlatSchedule:
         return FlatSchedule(self.base_rates())
 
     def base_rates(self) -> Rates:
