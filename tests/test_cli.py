@@ -73,13 +73,15 @@ def test_models_list_and_set_price(cli) -> None:
         assert required in ids
     alias = next(r for r in rows if r["model"] == "gpt-4o" and r["alias_of"])
     assert alias["alias_of"] == "gpt-5.4-mini"
-    priced = [r for r in rows if not r["alias_of"] and r["model"] != "*"]
-    assert all(r["price_checked_on"] for r in priced)
+    priced = [r for r in rows if not r["alias_of"]]
+    assert all(r["source"].startswith("genai-prices") for r in priced)
+    assert not any("checked" in key for r in rows for key in r)
 
     cli("models", "set-price", "openai", "gpt-5.4-mini", "--input", "1.25", "--output", "5")
     rows = orjson.loads(cli("models", "list", "--provider", "openai", "--json").stdout)
     mini = next(r for r in rows if r["model"] == "gpt-5.4-mini")
     assert (mini["input_per_million"], mini["output_per_million"]) == ("1.25", "5")
+    assert mini["source"] == "override"
 
 
 def test_errors_are_clear_and_nonzero(cli) -> None:
@@ -131,3 +133,29 @@ def test_rate_limits_of_users_and_keys(cli) -> None:
     assert (cleared["rpm"], cleared["tpm"]) == (60, None)
     assert orjson.loads(cli("keys", "limits", key[:12], "--json").stdout)["rpm"] == 5
     assert cli("users", "limits", "frank", "--rpm", "lots", ok=False).returncode == 2
+
+
+def test_models_sync_loads_a_newer_price_data_file(cli, tmp_path: Path) -> None:
+    model = {
+        "id": "gpt-5.4-mini",
+        "match": {"equals": "gpt-5.4-mini"},
+        "prices": {"input_mtok": "1.5", "output_mtok": "9"},
+    }
+    providers = ["openai", "anthropic", "mistral", "together", "deepseek"]
+    data = [
+        {"id": p, "name": p, "api_pattern": p, "models": [model] if p == "openai" else []}
+        for p in providers
+    ]
+    path = tmp_path / "data.json"
+    path.write_text(orjson.dumps(data).decode())
+    result = cli("models", "sync", "--file", str(path))
+    assert "price data #1 loaded from data.json" in result.stdout
+    rows = orjson.loads(cli("models", "list", "--provider", "openai", "--json").stdout)
+    mini = next(r for r in rows if r["model"] == "gpt-5.4-mini" and not r["alias_of"])
+    assert (mini["input_per_million"], mini["output_per_million"]) == ("1.5", "9")
+    assert mini["source"].startswith("price data #1")
+    assert next(r for r in rows if r["model"] == "gpt-5.4")["retired"] is True
+
+    path.write_text("[]")
+    result = cli("models", "sync", "--file", str(path), ok=False)
+    assert result.returncode == 2 and "no providers" in result.stderr

@@ -49,6 +49,7 @@ def metered(gateway_factory: Callable[..., Gateway], openai_upstream: FakeOpenAI
         openai_base_url=openai_upstream.base_url,
         retry_attempts=0,
         fallbacks={},
+        unknown_model_policy="dearest",  # an unknown model is served, labelled `other`
     )
 
 

@@ -65,7 +65,9 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             engine=engine,
             sessions=sessions,
             keys=KeyStore(sessions, settings.key_cache_seconds),
-            catalog=CatalogCache(sessions, settings.catalog_refresh_seconds),
+            catalog=CatalogCache(
+                sessions, settings.catalog_refresh_seconds, settings.unknown_model_policy
+            ),
             upstream=Upstream(client, timeouts),
             adapters=providers.configured(settings),
             # one id per process run: a restart under the same configured name is a new

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -35,21 +36,10 @@ def settings() -> Settings:
 
 
 def prepare_database(cfg: Settings) -> None:
-    """Migrate the schema to head and seed the catalog with the models it lacks."""
-    from ai_service.billing import catalog
-    from ai_service.storage.db import make_engine, session_factory, upgrade
+    """Migrate the schema to head (prices come from the price data: nothing to seed)."""
+    from ai_service.storage.db import upgrade
 
     upgrade(cfg.database_url)
-
-    async def _seed() -> int:
-        engine = make_engine(cfg.database_url)
-        try:
-            async with session_factory(engine)() as session:
-                return await catalog.seed(session)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(_seed())
 
 
 def run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -118,7 +108,7 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the migrations and seed the catalog."""
+    """Apply the migrations."""
     prepare_database(settings())
     typer.echo("database is at the latest revision")
 
@@ -283,17 +273,48 @@ def keys_list(user: str | None = None, as_json: JsonOpt = False) -> None:
 
 @models.command("list")
 def models_list(provider: str | None = None, as_json: JsonOpt = False) -> None:
+    """The priced models (price data and overrides), retired ids, then aliases."""
     from ai_service.services import catalog_admin
 
-    rows = run(lambda s: catalog_admin.list_models(s, provider))
-    text = "\n".join(
-        f"{r['provider']:<9} {r['model']:<44} -> {r['alias_of']}"
-        if r["alias_of"]
-        else f"{r['provider']:<9} {r['model']:<44} in ${r['input_per_million']:>8} "
-        f"out ${r['output_per_million']:>8} /1M"
-        for r in rows
-    )
-    emit(rows, as_json, text)
+    policy = settings().unknown_model_policy
+    rows = run(lambda s: catalog_admin.list_models(s, provider, policy))
+
+    def line(r: dict[str, Any]) -> str:
+        if r["alias_of"]:
+            return f"{r['provider']:<9} {r['model']:<44} -> {r['alias_of']}"
+        if r["retired"]:
+            return f"{r['provider']:<9} {r['model']:<44} retired (not priced)"
+        flag = " deprecated" if r["deprecated"] else ""
+        return (
+            f"{r['provider']:<9} {r['model']:<44} in ${r['input_per_million']:>8} "
+            f"out ${r['output_per_million']:>8} /1M  [{r['source']}]{flag}"
+        )
+
+    emit(rows, as_json, "\n".join(line(r) for r in rows))
+
+
+@models.command("sync")
+def models_sync(
+    file: Annotated[Path, typer.Option("--file", help="a genai-prices data.json")],
+    source: Annotated[str | None, typer.Option(help="where the file came from")] = None,
+) -> None:
+    """Load a newer price data file: new requests are priced with it, on every instance."""
+    from ai_service.billing import catalog
+
+    try:
+        content = file.read_text("utf-8")
+    except OSError as exc:
+        typer.echo(f"error: cannot read {file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        loaded = run(lambda s: catalog.sync(s, content, source or file.name))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    counts = ", ".join(f"{p} {n}" for p, n in loaded["models"].items())
+    typer.echo(f"price data #{loaded['id']} loaded from {loaded['source']}: {counts} models")
+    for provider, ids in loaded["rounded_up"].items():
+        typer.echo(f"note: {provider} prices rounded up to 1e-6 USD/1M: {', '.join(ids)}")
 
 
 @models.command("set-price")
@@ -304,10 +325,13 @@ def models_set_price(
     output: Annotated[str, typer.Option("--output", help="USD per 1M output tokens")],
     cached_input: Annotated[str | None, typer.Option(help="USD per 1M cached input")] = None,
     cache_write: Annotated[str | None, typer.Option(help="USD per 1M cache-write")] = None,
+    cache_write_1h: Annotated[
+        str | None, typer.Option(help="USD per 1M 1-hour cache-write")
+    ] = None,
     context_window: Annotated[int | None, typer.Option()] = None,
     max_output: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Set (or add) a model's prices; `*` as MODEL sets the provider's default price."""
+    """Set an operator's override of a model's prices (it wins over the price data)."""
     from ai_service.services import catalog_admin
 
     try:
@@ -320,6 +344,7 @@ def models_set_price(
                 output=output,
                 cached_input=cached_input,
                 cache_write=cache_write,
+                cache_write_1h=cache_write_1h,
                 context_window=context_window,
                 max_output=max_output,
             )

@@ -9,7 +9,7 @@ read from the ecosystem's own variables (`OPENAI_API_KEY`, `ANTHROPIC_BASE_URL`,
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     min_output_tokens: int = 16
     message_token_allowance: int = 8
     image_token_allowance: int = 16384
+    # a model id the catalog does not price: "refuse" (400 model_not_found, nothing
+    # reserved or sent) or "dearest" (charged at the provider's dearest rates, flagged)
+    unknown_model_policy: Literal["refuse", "dearest"] = "refuse"
     # storage of request/response payloads, per payload
     payload_max_bytes: int = 64 * 1024
     # caches

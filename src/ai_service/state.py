@@ -28,12 +28,15 @@ log = logging.getLogger("ai_service")
 class CatalogCache:
     """The catalog snapshot, re-read from the database every few seconds."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], refresh: float) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], refresh: float, policy: str = "refuse"
+    ) -> None:
         self._sessions = sessions
+        self._policy = policy
         self._refresh = refresh
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
-        self.current = Catalog()
+        self.current = Catalog(policy=policy)
 
     async def get(self) -> Catalog:
         if time.monotonic() - self._loaded_at < self._refresh:
@@ -45,7 +48,7 @@ class CatalogCache:
 
     async def reload(self) -> None:
         async with self._sessions() as session:
-            self.current = await catalog_mod.load(session)
+            self.current = await catalog_mod.load(session, self._policy)
         self._loaded_at = time.monotonic()
 
 

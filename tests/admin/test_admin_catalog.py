@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from tests.admin.conftest import assert_error, chat
@@ -90,8 +92,8 @@ def test_aliases_are_set_used_and_removed(admin_gateway: Gateway, admin: httpx.C
     assert answer.status_code == 200 and answer.json()["model"] == "gpt-5.4-nano"
     r = admin.delete("/aliases", params={"provider": "openai", "alias": "fast"})
     assert r.status_code == 200 and r.json()["alias_of"] == "gpt-5.4-nano"
-    answer = chat(admin_gateway, key, model="fast")
-    assert answer.json()["model"] == "fast"
+    answer = chat(admin_gateway, key, model="fast")  # now an unknown model: refused
+    assert_error(answer, 400, "invalid_request_error", "model")
     assert_error(
         admin.delete("/aliases", params={"provider": "openai", "alias": "fast"}),
         404,
@@ -103,3 +105,52 @@ def test_aliases_are_set_used_and_removed(admin_gateway: Gateway, admin: httpx.C
         "invalid_request_error",
         "target",
     )
+
+
+def price_file(input_price: str, output_price: str) -> str:
+    """A genai-prices data file for the five providers, pricing only gpt-5.4-mini."""
+    model = {
+        "id": "gpt-5.4-mini",
+        "match": {"or": [{"equals": "gpt-5.4-mini"}, {"starts_with": "gpt-5.4-mini-"}]},
+        "context_window": 400000,
+        "prices": {"input_mtok": input_price, "output_mtok": output_price},
+    }
+    providers = ["openai", "anthropic", "mistral", "together", "deepseek"]
+    return json.dumps(
+        [
+            {"id": p, "name": p, "api_pattern": p, "models": [model] if p == "openai" else []}
+            for p in providers
+        ]
+    )
+
+
+def test_loaded_price_data_prices_new_requests_and_old_rows_keep_their_price(
+    admin_gateway: Gateway, admin: httpx.Client
+) -> None:
+    key = admin_gateway.create_user("alice", "10")
+    assert chat(admin_gateway, key).status_code == 200
+    admin_gateway.wait_settled()
+    (old,) = admin_gateway.requests()
+    old_detail = old.price_detail
+    assert old_detail is not None
+    assert json.loads(old_detail)["parts"]["input"]["rate"] == 750_000
+
+    r = admin.post("/price-data", params={"source": "test"}, content=price_file("1.5", "9"))
+    assert r.status_code == 200, r.text
+    assert r.json()["models"]["openai"] == 1
+
+    assert chat(admin_gateway, key).status_code == 200
+    admin_gateway.wait_settled()
+    first, second = sorted(admin_gateway.requests(), key=lambda row: row.id)
+    assert first.price_detail == old_detail and first.cost == old.cost
+    new = json.loads(second.price_detail or "{}")
+    assert new["parts"]["input"]["rate"] == 1_500_000
+    assert new["source"].startswith("price data #")
+    expected = second.prompt_tokens * 1_500_000 + second.completion_tokens * 9_000_000
+    assert second.cost == -(-expected // 1000)
+
+
+def test_a_bad_price_data_file_is_refused(admin: httpx.Client) -> None:
+    assert_error(admin.post("/price-data", content="not json"), 400, "invalid_request_error")
+    partial = json.dumps([{"id": "openai", "name": "o", "api_pattern": "o", "models": []}])
+    assert_error(admin.post("/price-data", content=partial), 400, "invalid_request_error")

@@ -108,17 +108,27 @@ def test_alias_resolves_and_both_names_are_logged(
     assert (row.requested_model, row.model, row.default_price) == ("gpt-4o", "gpt-5.4-mini", False)
 
 
-def test_unknown_model_is_forwarded_at_the_default_price_and_flagged(
+def test_unknown_model_is_refused_free_before_reaching_the_provider(
     gateway: Gateway, openai_upstream: FakeOpenAI
 ) -> None:
     key = gateway.create_user("alice", "10")
-    sdk(gateway, key).chat.completions.create(
-        model="my-fine-tune-xyz", messages=[{"role": "user", "content": "hi"}]
+    before = gateway.balance("alice")
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(gateway, key).chat.completions.create(
+            model="my-fine-tune-xyz", messages=[{"role": "user", "content": "hi"}]
+        )
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "model_not_found",
+        "model",
     )
-    assert openai_upstream.requests[0].body["model"] == "my-fine-tune-xyz"
+    assert "gpt-5.4-mini" in error["message"]  # names the provider's priced models
+    assert openai_upstream.requests == []
     (row,) = gateway.requests()
-    assert row.default_price is True
-    assert row.cost > 0
+    assert (row.status, row.http_status, row.cost) == ("error", 400, 0)
+    assert gateway.balance("alice") == before
 
 
 def test_legacy_v1_path_is_the_openai_path(gateway: Gateway, openai_upstream: FakeOpenAI) -> None:

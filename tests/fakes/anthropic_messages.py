@@ -142,7 +142,18 @@ class FakeAnthropic(FakeServer):
             "cache_creation_input_tokens": plan.cache_creation_tokens,
             "cache_read_input_tokens": plan.cached_tokens,
             "output_tokens": output_tokens,
-            "service_tier": "standard",
+            "service_tier": plan.service_tier or "standard",
+            **(
+                {
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": plan.cache_creation_tokens
+                        - plan.cache_1h_tokens,
+                        "ephemeral_1h_input_tokens": plan.cache_1h_tokens,
+                    }
+                }
+                if plan.cache_1h_tokens is not None
+                else {}
+            ),
         }
 
     def message_json(self, body: dict[str, Any], plan: Plan, content: list[Any]) -> dict[str, Any]:

@@ -37,7 +37,13 @@ class Usage:
     ``cached_tokens`` is OpenAI's ``prompt_tokens_details.cached_tokens`` (a part of
     ``prompt_tokens``), DeepSeek's ``prompt_cache_hit_tokens`` and Anthropic's
     ``cache_read_input_tokens`` (in addition to ``input_tokens``, as Anthropic counts).
-    ``cache_creation_tokens`` is Anthropic's ``cache_creation_input_tokens``.
+    ``cache_creation_tokens`` is Anthropic's ``cache_creation_input_tokens`` and
+    OpenAI's ``prompt_tokens_details.cache_write_tokens`` (a part of ``prompt_tokens``,
+    sent only when set). ``cache_1h_tokens`` is the part of it Anthropic reports
+    as ``cache_creation.ephemeral_1h_input_tokens`` (the rest as
+    ``ephemeral_5m_input_tokens``). ``service_tier`` is the tier the answer says
+    served it: OpenAI's top-level ``service_tier`` (default ``"default"``),
+    Anthropic's ``usage.service_tier`` (default ``"standard"``).
     """
 
     prompt_tokens: int | None = None
@@ -45,6 +51,8 @@ class Usage:
     cached_tokens: int | None = None
     cache_creation_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_1h_tokens: int | None = None
+    service_tier: str | None = None
 
 
 @dataclass(frozen=True)

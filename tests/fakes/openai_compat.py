@@ -154,7 +154,7 @@ class OpenAICompatibleFake(FakeServer):
             ]
         return message
 
-    def response_extras(self) -> dict[str, Any]:
+    def response_extras(self, plan: Plan) -> dict[str, Any]:
         """Top-level fields added to the completion and every chunk."""
         return {}
 
@@ -260,7 +260,7 @@ class OpenAICompatibleFake(FakeServer):
                 for index in range(choices(body))
             ],
             "usage": self.usage_json(plan),
-            **self.response_extras(),
+            **self.response_extras(plan),
         }
 
     def answer_frames(self, body: dict[str, Any], answer: Answer) -> Sequence[Frame]:
@@ -273,7 +273,7 @@ class OpenAICompatibleFake(FakeServer):
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": body["model"],
-            **self.response_extras(),
+            **self.response_extras(plan),
         }
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:

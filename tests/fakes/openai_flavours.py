@@ -44,8 +44,8 @@ class FakeOpenAI(OpenAICompatibleFake):
     def is_reasoning_model(self, model: str) -> bool:
         return bool(_OPENAI_REASONING.match(model))
 
-    def response_extras(self) -> dict[str, Any]:
-        return {"service_tier": "default", "system_fingerprint": "fp_fake"}
+    def response_extras(self, plan: Plan) -> dict[str, Any]:
+        return {"service_tier": plan.service_tier or "default", "system_fingerprint": "fp_fake"}
 
     def message_json(self, plan: Plan) -> dict[str, Any]:
         return {**super().message_json(plan), "refusal": None, "annotations": []}
@@ -53,7 +53,16 @@ class FakeOpenAI(OpenAICompatibleFake):
     def usage_json(self, plan: Plan) -> dict[str, Any]:
         return {
             **super().usage_json(plan),
-            "prompt_tokens_details": {"cached_tokens": plan.cached_tokens, "audio_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": plan.cached_tokens,
+                "audio_tokens": 0,
+                # on the models that bill cache writes, a part of prompt_tokens
+                **(
+                    {"cache_write_tokens": plan.cache_creation_tokens}
+                    if plan.cache_write_reported
+                    else {}
+                ),
+            },
             "completion_tokens_details": {
                 "reasoning_tokens": plan.reasoning_tokens,
                 "audio_tokens": 0,
@@ -222,7 +231,7 @@ class FakeDeepSeek(OpenAICompatibleFake):
         body = openai_error(message, "authentication_error", code="invalid_request_error")
         return self.error_response(ErrorReply(401, body=body))
 
-    def response_extras(self) -> dict[str, Any]:
+    def response_extras(self, plan: Plan) -> dict[str, Any]:
         return {"system_fingerprint": "fp_fake_prod"}
 
     def message_json(self, plan: Plan) -> dict[str, Any]:

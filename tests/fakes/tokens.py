@@ -94,6 +94,9 @@ class Plan:
     reasoning_tokens: int
     cached_tokens: int
     cache_creation_tokens: int
+    cache_1h_tokens: int | None = None
+    service_tier: str | None = None
+    cache_write_reported: bool = False
 
     @property
     def text(self) -> str:
@@ -143,6 +146,9 @@ def make_plan(
         reasoning_tokens=_pick(usage.reasoning_tokens, len(kept_reasoning)),
         cached_tokens=_pick(usage.cached_tokens, 0),
         cache_creation_tokens=_pick(usage.cache_creation_tokens, 0),
+        cache_1h_tokens=usage.cache_1h_tokens,
+        service_tier=usage.service_tier,
+        cache_write_reported=usage.cache_creation_tokens is not None,
     )
 
 

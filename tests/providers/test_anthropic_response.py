@@ -43,7 +43,9 @@ def test_golden_response_translation() -> None:
         load("response_text_tool.anthropic.json"), model="claude-sonnet-4-5", created=CREATED
     )
     assert result.completion == load("response_text_tool.openai.json")
-    assert result.usage == Usage(input_tokens=472, cache_read_tokens=1024, output_tokens=89)
+    assert result.usage == Usage(
+        input_tokens=472, cache_read_tokens=1024, output_tokens=89, service_tier="standard"
+    )
 
 
 def test_completion_is_accepted_by_the_openai_sdk() -> None:

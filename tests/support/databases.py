@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from ai_service.storage.db import make_engine, session_factory, upgrade
+from ai_service.storage.db import upgrade
 from ai_service.storage.models import Base
 
 PG_SERVER = os.environ.get("AI_SERVICE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -26,25 +26,13 @@ def backends() -> list[str]:
     return [b.strip() for b in raw.split(",") if b.strip()]
 
 
-async def _seed(url: str) -> None:
-    from ai_service.billing import catalog
-
-    engine = make_engine(url)
-    try:
-        async with session_factory(engine)() as session:
-            await catalog.seed(session)
-    finally:
-        await engine.dispose()
-
-
 class SqliteTemplate:
-    """One migrated, seeded SQLite file, copied for each test."""
+    """One migrated SQLite file, copied for each test (prices come from the price data)."""
 
     def __init__(self, root: Path) -> None:
         self.path = root / "template.db"
         url = f"sqlite:///{self.path}"
         upgrade(url)
-        asyncio.run(_seed(url))
 
     def fresh(self, target: Path) -> str:
         dest = target / "gateway.db"
@@ -77,7 +65,6 @@ class PostgresDatabase:
                 await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
             finally:
                 await conn.close()
-            await _seed(self.url)
 
         asyncio.run(reset())
         return self.url
@@ -87,7 +74,7 @@ class PostgresDatabase:
 
 
 def create_postgres_database(prefix: str = "ai_service_faults") -> str:
-    """A new PostgreSQL database, migrated and seeded, for tests that start gateway processes.
+    """A new PostgreSQL database, migrated, for tests that start gateway processes.
 
     Returns its plain `postgresql://` URL; drop it with `drop_postgres_database`.
     """
@@ -104,7 +91,6 @@ def create_postgres_database(prefix: str = "ai_service_faults") -> str:
 
     asyncio.run(create())
     upgrade(url)
-    asyncio.run(_seed(url))
     return url
 
 

@@ -1,16 +1,136 @@
-"""Prices and the cost formula, computed once and the same way for every provider."""
+"""Prices and the cost formula, computed once and the same way for every provider.
+
+A `Price` is a model's schedule of rates, in integer micro-USD per 1M tokens
+(= pico-USD per token): which `Rates` apply depends on the moment the request
+is billed (prices with effective dates, time-of-day rates) and on the service
+tier the provider says served it. Each rate may be tiered by prompt length
+with the providers' cliff rule: once the prompt (uncached + cache read + cache
+write tokens) exceeds a tier's start, that tier's rate applies to all tokens.
+
+The cost of a request is the exact sum of tokens x rate for each kind of token
+(uncached input, cache read, 5-minute cache write, 1-hour cache write, output
+including reasoning), rounded up to the nano-USD once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
 
 from ai_service.billing.money import PICO_PER_NANO, ceil_div
 from ai_service.providers.base import Usage
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """One rate in micro-USD per 1M tokens, with its prompt-length tiers `(start, rate)`."""
+
+    base: int
+    tiers: tuple[tuple[int, int], ...] = ()
+
+    def tier(self, prompt_tokens: int) -> int | None:
+        """The start of the tier a prompt of this length falls in (None: the base rate)."""
+        for start, _ in reversed(self.tiers):
+            if prompt_tokens > start:
+                return start
+        return None
+
+    def at(self, prompt_tokens: int) -> int:
+        for start, rate in reversed(self.tiers):
+            if prompt_tokens > start:
+                return rate
+        return self.base
+
+    @property
+    def dearest(self) -> int:
+        return max([self.base, *(rate for _, rate in self.tiers)])
+
+
+def flat(value: int) -> Rate:
+    return Rate(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """The rates of one price period and service tier (None: the provider has no such rate)."""
+
+    input: Rate
+    output: Rate
+    cache_read: Rate | None = None
+    cache_write: Rate | None = None
+    cache_write_1h: Rate | None = None
+
+    def read(self) -> Rate:
+        return self.input if self.cache_read is None else self.cache_read
+
+    def write(self) -> Rate:
+        return self.input if self.cache_write is None else self.cache_write
+
+    def write_1h(self) -> Rate:
+        """The 1-hour cache-write rate; without one, the dearer of the 5-minute and input rates."""
+        if self.cache_write_1h is not None:
+            return self.cache_write_1h
+        return self.write()
+
+    def dearest_input(self, prompt_tokens: int) -> int:
+        return max(
+            self.input.at(prompt_tokens),
+            self.read().at(prompt_tokens),
+            self.write().at(prompt_tokens),
+            self.write_1h().at(prompt_tokens),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The rates a request is billed at, and why: price date, time-of-day window, service tier."""
+
+    rates: Rates
+    price_date: str | None = None
+    window: str | None = None
+    service_tier: str | None = None
+
+
+ANY_TIER = "*"
+
+
+class Schedule(Protocol):
+    """Where a model's rates come from (the price data, or an operator's flat override)."""
+
+    def applied(self, when: dt.datetime, service_tier: str | None) -> Applied: ...
+
+    def possible(self, now: dt.datetime, service_tier: str | None) -> Iterable[Rates]:
+        """Every set of rates a request starting `now`, asking `service_tier`, may be billed at.
+
+        `ANY_TIER` asks for the rates of every service tier.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FlatSchedule:
+    rates: Rates
+
+    def applied(self, when: dt.datetime, service_tier: str | None) -> Applied:  # noqa: ARG002
+        return Applied(self.rates)
+
+    def possible(self, now: dt.datetime, service_tier: str | None) -> Iterable[Rates]:  # noqa: ARG002
+        return (self.rates,)
+
+
+@dataclass(frozen=True)
 class Price:
-    """A model's prices in micro-USD per 1M tokens (= pico-USD per token) and limits."""
+    """A model's prices in micro-USD per 1M tokens (= pico-USD per token) and limits.
+
+    `input`, `output`, `cached_input`, `cache_write` and `cache_write_1h` are the
+    standard base rates (for display and for a flat price); `schedule`, when set,
+    is the full schedule the cost is computed from. `source` names where the
+    price comes from; `flagged` marks a price applied to a model the catalog
+    does not know (the provider's dearest, under the `dearest` policy).
+    """
 
     input: int
     output: int
@@ -19,6 +139,12 @@ class Price:
     context_window: int = 0
     max_output: int = 4096
     reasoning: bool = False
+    cache_write_1h: int | None = None
+    schedule: Schedule | None = field(default=None, compare=False)
+    source: str = "flat"
+    priced_as: str | None = None
+    flagged: bool = False
+    deprecated: bool = False
 
     @property
     def cache_read_rate(self) -> int:
@@ -28,35 +154,120 @@ class Price:
     def cache_write_rate(self) -> int:
         return self.input if self.cache_write is None else self.cache_write
 
+    def plan(self) -> Schedule:
+        """The schedule the cost is computed from (a flat one for a flat price)."""
+        if self.schedule is not None:
+            return self.schedule
+        return self._flat
+
+    @cached_property
+    def _flat(self) -> FlatSchedule:
+        return FlatSchedule(self.base_rates())
+
+    def base_rates(self) -> Rates:
+        def opt(value: int | None) -> Rate | None:
+            return None if value is None else Rate(value)
+
+        return Rates(
+            Rate(self.input),
+            Rate(self.output),
+            opt(self.cached_input),
+            opt(self.cache_write),
+            opt(self.cache_write_1h),
+        )
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A request's cost, and each part of it, at the rates that applied."""
+
+    cost: int  # nano-USD, rounded up once
+    pico: int  # exact pico-USD
+    applied: Applied
+    tier: int | None
+    parts: dict[str, tuple[int, int, int]]  # kind -> (tokens, rate, pico-USD)
+
+    def detail(self, price: Price) -> dict[str, Any]:
+        """The JSON-ready breakdown stored as the request row's `price_detail`."""
+        return {
+            "source": price.source,
+            "priced_as": price.priced_as,
+            "flagged": price.flagged or None,
+            "price_date": self.applied.price_date,
+            "time_window": self.applied.window,
+            "service_tier": self.applied.service_tier,
+            "tier": self.tier,
+            "parts": {
+                kind: {"tokens": tokens, "rate": rate, "cost_pico": pico}
+                for kind, (tokens, rate, pico) in self.parts.items()
+                if tokens
+            },
+            "cost_nano": self.cost,
+        }
+
+
+def charge(usage: Usage, price: Price, when: dt.datetime | None = None) -> Charge:
+    """The cost of `usage` billed at `when` (now by default), with its breakdown."""
+    applied = price.plan().applied(when or utcnow(), usage.service_tier)
+    rates = applied.rates
+    prompt = usage.prompt_tokens
+    one_hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+    kinds = (
+        ("input", usage.input_tokens, rates.input),
+        ("cache_read", usage.cache_read_tokens, rates.read()),
+        ("cache_write", usage.cache_write_tokens - one_hour, rates.write()),
+        ("cache_write_1h", one_hour, rates.write_1h()),
+        ("output", usage.output_tokens, rates.output),
+    )
+    parts: dict[str, tuple[int, int, int]] = {}
+    total = 0
+    for kind, tokens, rate in kinds:
+        value = rate.at(prompt)
+        parts[kind] = (tokens, value, tokens * value)
+        total += tokens * value
+    tiers = [r.tier(prompt) for _, _, r in kinds]
+    tier = max((t for t in tiers if t is not None), default=None)
+    return Charge(ceil_div(total, PICO_PER_NANO), total, applied, tier, parts)
+
 
 def cost_pico(usage: Usage, price: Price) -> int:
-    """Exact cost in pico-USD of a usage at a price."""
-    return (
-        usage.input_tokens * price.input
-        + usage.cache_read_tokens * price.cache_read_rate
-        + usage.cache_write_tokens * price.cache_write_rate
-        + usage.output_tokens * price.output
-    )
+    """Exact cost in pico-USD of a usage at a price, billed now."""
+    return charge(usage, price).pico
 
 
 def cost(usage: Usage, price: Price) -> int:
     """Cost in nano-USD, rounded up once per request."""
-    return ceil_div(cost_pico(usage, price), PICO_PER_NANO)
+    return charge(usage, price).cost
 
 
-def worst_case(prompt_tokens: int, output_tokens: int, price: Price) -> int:
-    """Upper bound in nano-USD: every prompt token at the dearest input rate, full output."""
-    input_rate = max(price.input, price.cache_read_rate, price.cache_write_rate)
-    pico = prompt_tokens * input_rate + output_tokens * price.output
+def worst_case(
+    prompt_tokens: int, output_tokens: int, price: Price, service_tier: str | None = None
+) -> int:
+    """Upper bound in nano-USD: every prompt token and the full output at the dearest rates
+    the request can be billed at (its prompt's tier, the standard rate or the service tier
+    it asks for, any time of day)."""
+    pico = max(
+        prompt_tokens * rates.dearest_input(prompt_tokens)
+        + output_tokens * rates.output.at(prompt_tokens)
+        for rates in price.plan().possible(utcnow(), service_tier)
+    )
     return ceil_div(pico, PICO_PER_NANO)
 
 
-def affordable_output(available: int, prompt_tokens: int, price: Price) -> int:
+def affordable_output(
+    available: int, prompt_tokens: int, price: Price, service_tier: str | None = None
+) -> int:
     """The largest output limit whose worst case fits in `available` nano-USD."""
-    input_rate = max(price.input, price.cache_read_rate, price.cache_write_rate)
-    budget = available * PICO_PER_NANO - prompt_tokens * input_rate
-    if budget < 0:
-        return -1
-    if price.output == 0:
-        return price.max_output
-    return budget // price.output
+    best: int | None = None
+    for rates in price.plan().possible(utcnow(), service_tier):
+        budget = available * PICO_PER_NANO - prompt_tokens * rates.dearest_input(prompt_tokens)
+        if budget < 0:
+            return -1
+        output = rates.output.at(prompt_tokens)
+        fits = price.max_output if output == 0 else budget // output
+        best = fits if best is None else min(best, fits)
+    return price.max_output if best is None else best

@@ -37,7 +37,7 @@ from ai_service.providers.errors import map_status, parse_error_body, redact
 BodyHook = Callable[[JsonObject, ChatRequest], None]
 
 # top-level fields copied onto the usage chunk split off a provider's last chunk
-_CHUNK_HEAD = ("id", "object", "created", "model", "system_fingerprint")
+_CHUNK_HEAD = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
 
 
 def _no_hook(_body: JsonObject, _req: ChatRequest) -> None:
@@ -87,8 +87,14 @@ def _detail(data: Mapping[str, Any], outer: str, inner: str) -> int:
     return _count(details.get(inner)) if isinstance(details, dict) else 0
 
 
-def parse_usage(data: Mapping[str, Any]) -> Usage:
-    """Normalize an OpenAI-style usage object (OpenAI's details, DeepSeek's cache fields)."""
+def parse_usage(data: Mapping[str, Any], service_tier: object = None) -> Usage:
+    """Normalize an OpenAI-style usage object (OpenAI's details, DeepSeek's cache fields).
+
+    OpenAI counts cache reads (`prompt_tokens_details.cached_tokens`) and cache
+    writes (`prompt_tokens_details.cache_write_tokens`, on the models that bill
+    them) inside `prompt_tokens`. `service_tier` is the answer's top-level
+    `service_tier` (OpenAI: the tier that served the request).
+    """
     hit, miss = data.get("prompt_cache_hit_tokens"), data.get("prompt_cache_miss_tokens")
     prompt = _count(data.get("prompt_tokens")) or _count(hit) + _count(miss)
     if hit is not None:
@@ -96,11 +102,14 @@ def parse_usage(data: Mapping[str, Any]) -> Usage:
     else:
         cached = _detail(data, "prompt_tokens_details", "cached_tokens")
     cached = min(cached, prompt)
+    written = min(_detail(data, "prompt_tokens_details", "cache_write_tokens"), prompt - cached)
     return Usage(
-        input_tokens=prompt - cached,
+        input_tokens=prompt - cached - written,
         cache_read_tokens=cached,
+        cache_write_tokens=written,
         output_tokens=_count(data.get("completion_tokens")),
         reasoning_tokens=_detail(data, "completion_tokens_details", "reasoning_tokens"),
+        service_tier=service_tier if isinstance(service_tier, str) else None,
     )
 
 
@@ -264,7 +273,11 @@ class CompatStreamParser:
             plain = _plain_text_delta(choices[0], self._quirks)
             if plain is not None:
                 return [StreamEvent(chunk, text=plain, generated=len(plain))]
-        usage = parse_usage(usage_data) if isinstance(usage_data, dict) else None
+        usage = (
+            parse_usage(usage_data, chunk.get("service_tier"))
+            if isinstance(usage_data, dict)
+            else None
+        )
         if not isinstance(choices, list) or not choices:
             return [StreamEvent(chunk, usage=usage, usage_only=usage is not None)]
         text, count = "", 0
@@ -330,7 +343,11 @@ class OpenAICompatAdapter:
         for choice in choices:
             _choice(choice, "message", self.quirks)
         usage_data = data.get("usage")
-        usage = parse_usage(usage_data) if isinstance(usage_data, dict) else None
+        usage = (
+            parse_usage(usage_data, data.get("service_tier"))
+            if isinstance(usage_data, dict)
+            else None
+        )
         return ChatResult(data, usage)
 
     def stream_parser(self, _req: ChatRequest) -> CompatStreamParser:

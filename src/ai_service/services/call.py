@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import orjson
 
 from ai_service.auth import Principal
 from ai_service.billing import ledger
 from ai_service.billing.catalog import Resolved
 from ai_service.billing.estimate import estimate_output_tokens
-from ai_service.billing.money import ceil_div
+from ai_service.billing.money import ceil_div, nano_to_usd, usd_str
+from ai_service.billing.pricing import Charge, charge
 from ai_service.errors import ServiceError
 from ai_service.providers.base import Usage
 from ai_service.services import idempotency
@@ -47,6 +50,7 @@ class Call:
     attempts: Attempts | None = None
     rate_tokens: int = 0
     sent: float = 0.0  # perf_counter when the upstream call began (gateway overhead metric)
+    billed: tuple[Usage, Charge] | None = None  # the usage priced, and its price
 
     @classmethod
     def start(
@@ -96,6 +100,33 @@ class Call:
             input_tokens=ceil_div(self.prompt_bound, 4),
             output_tokens=estimate_output_tokens(generated_chars),
         )
+
+    def bill(self, usage: Usage) -> Charge:
+        """The cost of `usage` at the served model's price, computed once per usage.
+
+        The moment of the first call is the billing moment (time-of-day rates), so
+        the cost shown to the client and the one charged are the same.
+        """
+        billed = self.billed
+        if billed is None or billed[0] != usage:
+            assert self.resolved is not None
+            billed = (replace(usage), charge(usage, self.resolved.price))
+            self.billed = billed
+        return billed[1]
+
+    def priced(self, s: ledger.Settlement, usage: Usage) -> ledger.Settlement:
+        """Fill a settlement's cost and price detail from `usage` (status `error` costs 0)."""
+        if self.resolved is None or s.status == "error":
+            return s
+        bill = self.bill(usage)
+        s.cost = bill.cost
+        s.price_detail = orjson.dumps(bill.detail(self.resolved.price)).decode()
+        return s
+
+    def cost_fields(self, usage: Usage) -> tuple[float, str]:
+        """`usage.cost` (USD, as OpenRouter gives it) and the `X-Request-Cost` header value."""
+        nano = self.bill(usage).cost
+        return float(nano_to_usd(nano)), usd_str(nano)
 
     async def settle(self, s: ledger.Settlement, answer: bytes | None = None) -> None:
         """Settle the request once: release, charge, log row, ledger row, in one transaction."""

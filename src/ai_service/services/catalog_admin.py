@@ -8,26 +8,53 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai_service.billing import catalog
 from ai_service.billing.money import micro_to_usd, price_to_micro
+from ai_service.billing.pricing import Price
 from ai_service.errors import InvalidRequestError, NotFoundError
 from ai_service.providers import PATHS
 from ai_service.storage.models import ApiModel, ApiModelAlias
 
 
-def model_view(row: ApiModel) -> dict[str, Any]:
-    def usd(value: int | None) -> str | None:
-        return None if value is None else str(micro_to_usd(value))
+def _usd(value: int | None) -> str | None:
+    return None if value is None else str(micro_to_usd(value))
 
+
+def model_view(row: ApiModel) -> dict[str, Any]:
+    """An operator's override row."""
     return {
         "provider": row.provider,
         "model": row.model_id,
-        "input_per_million": usd(row.input_price),
-        "cached_input_per_million": usd(row.cached_input_price),
-        "cache_write_per_million": usd(row.cache_write_price),
-        "output_per_million": usd(row.output_price),
+        "input_per_million": _usd(row.input_price),
+        "cached_input_per_million": _usd(row.cached_input_price),
+        "cache_write_per_million": _usd(row.cache_write_price),
+        "cache_write_1h_per_million": _usd(row.cache_write_1h_price),
+        "output_per_million": _usd(row.output_price),
         "context_window": row.context_window,
         "max_output_tokens": row.max_output_tokens,
-        "price_checked_on": row.price_checked_on.isoformat() if row.price_checked_on else None,
+        "source": "override",
+        "priced_as": row.model_id,
+        "deprecated": False,
+        "retired": False,
+    }
+
+
+def price_view(provider: str, model: str, price: Price) -> dict[str, Any]:
+    """A model as the catalog prices it now (standard rates; tiers and variants in the data)."""
+    return {
+        "provider": provider,
+        "model": model,
+        "input_per_million": _usd(price.input),
+        "cached_input_per_million": _usd(price.cached_input),
+        "cache_write_per_million": _usd(price.cache_write),
+        "cache_write_1h_per_million": _usd(price.cache_write_1h),
+        "output_per_million": _usd(price.output),
+        "context_window": price.context_window,
+        "max_output_tokens": price.max_output,
+        "source": price.source,
+        "priced_as": price.priced_as,
+        "deprecated": price.deprecated,
+        "retired": False,
     }
 
 
@@ -67,15 +94,27 @@ def _count(value: int | None, param: str) -> int | None:
     return value
 
 
-async def list_models(session: AsyncSession, provider: str | None = None) -> list[dict[str, Any]]:
-    """Every priced model, then every alias (with `alias_of` set)."""
-    stmt = select(ApiModel).order_by(ApiModel.provider, ApiModel.model_id)
-    alias_stmt = select(ApiModelAlias).order_by(ApiModelAlias.provider, ApiModelAlias.alias)
-    if provider:
-        stmt = stmt.where(ApiModel.provider == provider)
-        alias_stmt = alias_stmt.where(ApiModelAlias.provider == provider)
-    rows = [{**model_view(r), "alias_of": None} for r in (await session.scalars(stmt)).all()]
-    rows += [alias_view(a) for a in (await session.scalars(alias_stmt)).all()]
+async def list_models(
+    session: AsyncSession, provider: str | None = None, policy: str = "refuse"
+) -> list[dict[str, Any]]:
+    """The gateway's priced models (packaged list and overrides), the retired ids of the
+    packaged list, then every alias (with `alias_of` set)."""
+    current = await catalog.load(session, policy)
+    names = [provider] if provider else [p for p in PATHS if p != "v1"]
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        rows += [price_view(name, m, p) for m, p in current.models(name).items()]
+        rows += [
+            {"provider": name, "model": m, "retired": True, "alias_of": None}
+            for m in current.retired(name)
+        ]
+    for row in rows:
+        row.setdefault("alias_of", None)
+    for name in names:
+        rows += [
+            {"provider": name, "model": alias, "alias_of": target}
+            for alias, target in sorted(current.aliases.get(name, {}).items())
+        ]
     return rows
 
 
@@ -94,8 +133,10 @@ async def set_price(
     cache_write: str | None = None,
     context_window: int | None = None,
     max_output: int | None = None,
+    cache_write_1h: str | None = None,
 ) -> dict[str, Any]:
-    """Create or update a model's price row (prices in USD per 1M tokens, as decimal strings).
+    """Create or update an operator's override of a model's price (USD per 1M tokens,
+    as decimal strings); an override wins over the price data.
 
     Raises `InvalidRequestError` for an unknown provider, a bad model id or a bad price.
     """
@@ -107,6 +148,7 @@ async def set_price(
         None if cached_input is None else _price(cached_input, "cached_input"),
         None if cache_write is None else _price(cache_write, "cache_write"),
     )
+    hour = None if cache_write_1h is None else _price(cache_write_1h, "cache_write_1h")
     context_window = _count(context_window, "context_window")
     max_output = _count(max_output, "max_output")
     row = await session.scalar(
@@ -116,6 +158,7 @@ async def set_price(
         row = ApiModel(provider=provider, model_id=model, context_window=0, max_output_tokens=4096)
         session.add(row)
     row.input_price, row.output_price, row.cached_input_price, row.cache_write_price = prices
+    row.cache_write_1h_price = hour
     if context_window is not None:
         row.context_window = context_window
     if max_output is not None:

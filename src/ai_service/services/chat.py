@@ -60,6 +60,8 @@ async def chat(
         raise await refuse(call, exc) from None
     catalog = await state.catalog.get()
     call.resolved = catalog.resolve(provider, requested)
+    if call.resolved.refused:  # an unknown model under the `refuse` policy: nothing is reserved
+        raise await refuse(call, catalog.refusal(provider, call.resolved))
     if provider not in state.adapters:
         variable = PROVIDER_ENV[provider][0]
         raise await refuse(

@@ -9,7 +9,6 @@ from starlette.responses import Response
 
 from ai_service.api.sse import DONE, SSEResponse, error_frame
 from ai_service.billing import ledger
-from ai_service.billing.pricing import cost
 from ai_service.errors import ServiceError
 from ai_service.providers.base import ChatResult, StreamEvent, Usage
 from ai_service.services.call import Call
@@ -29,20 +28,26 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> R
         generated = len(orjson.dumps(completion.get("choices")))
         usage, estimated = call.estimated_usage(generated), True
         completion["usage"] = usage.to_openai()
+    usd, header = call.cost_fields(usage)
+    if isinstance(completion.get("usage"), dict):
+        completion["usage"]["cost"] = usd
+    headers = {**headers, "X-Request-Cost": header}
     payload = orjson.dumps(completion)
     response_text, cut = call.cap(payload.decode())
     request_text, cut_request = call.cap(call.request_text)
     await call.settle(
-        ledger.Settlement(
-            status="ok",
-            http_status=200,
-            cost=cost(usage, resolved.price),
-            usage_estimated=estimated,
-            upstream_latency_ms=latency,
-            request_body=request_text,
-            response_body=response_text,
-            truncated=cut or cut_request,
-        ).add_usage(usage),
+        call.priced(
+            ledger.Settlement(
+                status="ok",
+                http_status=200,
+                usage_estimated=estimated,
+                upstream_latency_ms=latency,
+                request_body=request_text,
+                response_body=response_text,
+                truncated=cut or cut_request,
+            ).add_usage(usage),
+            usage,
+        ),
         answer=payload,
     )
     return Response(payload, media_type="application/json", headers=headers)
@@ -125,6 +130,8 @@ async def relay(call: Call, upstream: UpstreamStream, wants_usage: bool) -> Asyn
                 chunk["content"] = ev.text
                 if not wants_usage:
                     chunk.pop("usage", None)
+                elif ev.usage is not None and isinstance(chunk.get("usage"), dict):
+                    chunk["usage"]["cost"] = call.cost_fields(ev.usage)[0]
                 out += (b"data: ", orjson.dumps(chunk), b"\n\n")
             if out:
                 if ttft is None:
@@ -166,7 +173,8 @@ async def _settle_stream(
     estimated = usage is None and status != "error"
     if usage is None:
         usage = call.estimated_usage(tally.generated) if tally.generated else Usage()
-    charge = 0 if status == "error" else cost(usage, resolved.price)
+    priced = call.priced(ledger.Settlement(status=status, http_status=http_status), usage)
+    charge = priced.cost
     summary = orjson.dumps(
         {"content": "".join(tally.texts), "finish_reason": tally.finish, "usage": usage.to_openai()}
     ).decode()
@@ -178,6 +186,7 @@ async def _settle_stream(
             http_status=http_status,
             error=error,
             cost=charge,
+            price_detail=priced.price_detail,
             usage_estimated=estimated and charge > 0,
             upstream_latency_ms=latency,
             ttft_ms=ttft,

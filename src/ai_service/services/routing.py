@@ -85,6 +85,7 @@ class Plan:
     client_limit: int | None
     bounds: list[Bound] = field(default_factory=list)
     limit: int = 0
+    service_tier: str | None = None  # the tier the client asks for (it may be billed at)
 
     @property
     def prompt_tokens(self) -> int:
@@ -104,7 +105,9 @@ class Plan:
     def worst_case(self) -> int:
         """The dearest model of the chain sets the reservation: each answer at the full limit."""
         return max(
-            worst_case(b.prompt_tokens, self.limit_for(t) * b.choices, t.resolved.price)
+            worst_case(
+                b.prompt_tokens, self.limit_for(t) * b.choices, t.resolved.price, self.service_tier
+            )
             for t, b in zip(self.chain, self.bounds, strict=True)
         )
 
@@ -112,7 +115,8 @@ class Plan:
         """The largest output limit (per answer) whose worst case `balance` pays for."""
         return min(
             (
-                affordable_output(balance, b.prompt_tokens, t.resolved.price) // b.choices
+                affordable_output(balance, b.prompt_tokens, t.resolved.price, self.service_tier)
+                // b.choices
                 for t, b in zip(self.chain, self.bounds, strict=True)
                 if b.choices  # a target that cannot be sent bills nothing
             ),
@@ -137,7 +141,8 @@ def plan_for(
     it would fail the same way before anything is billed.
     """
     settings = state.settings
-    plan = Plan(chain, client_limit)
+    tier = body.get("service_tier")
+    plan = Plan(chain, client_limit, service_tier=tier if isinstance(tier, str) else None)
     plan.limit = client_limit or chain[0].resolved.price.max_output
     images = find_images(body)
     messages = body.get("messages")

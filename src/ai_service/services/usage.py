@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
+import orjson
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from ai_service.billing.money import usd_str
+from ai_service.billing.money import micro_to_usd, usd_str
 from ai_service.errors import NotFoundError
 from ai_service.storage.models import ApiKey, ApiRequest, ApiRequestData, ApiUser
+
+PICO_PER_USD = 10**12
 
 MAX_ID = 2**63 - 1  # row ids are 64-bit: a larger cursor means "from the newest"
 MAX_PAGE = 500
@@ -74,6 +78,38 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else _as_utc(value).isoformat()
 
 
+def price_view(detail: str | None) -> dict[str, Any] | None:
+    """A row's `price_detail` for the API: the rates applied and the cost of each part, in USD."""
+    if not detail:
+        return None
+    try:
+        data = orjson.loads(detail)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    parts = {
+        kind: {
+            "tokens": part.get("tokens", 0),
+            "usd_per_million": str(micro_to_usd(int(part.get("rate", 0)))),
+            "cost_usd": str(Decimal(int(part.get("cost_pico", 0))) / PICO_PER_USD),
+        }
+        for kind, part in (data.get("parts") or {}).items()
+        if isinstance(part, dict)
+    }
+    return {
+        "source": data.get("source"),
+        "priced_as": data.get("priced_as"),
+        "flagged": bool(data.get("flagged")),
+        "price_date": data.get("price_date"),
+        "time_window": data.get("time_window"),
+        "service_tier": data.get("service_tier"),
+        "tier": data.get("tier"),
+        "parts": parts,
+        "cost_usd": usd_str(int(data.get("cost_nano", 0))),
+    }
+
+
 def request_view(
     row: ApiRequest, user: str | None = None, key_prefix: str | None = None
 ) -> dict[str, Any]:
@@ -102,6 +138,7 @@ def request_view(
         "uncollected_nano_usd": row.uncollected,
         "usage_estimated": row.usage_estimated,
         "default_price": row.default_price,
+        "price": price_view(row.price_detail),
         "duration_ms": row.duration_ms,
         "upstream_latency_ms": row.upstream_latency_ms,
         "ttft_ms": row.ttft_ms,

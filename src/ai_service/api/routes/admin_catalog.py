@@ -1,5 +1,7 @@
 """Admin API, the model catalog: `/ai/admin/api/models...` and `/ai/admin/api/aliases...`.
 
+Prices come from the price data (genai-prices); `PUT /models` sets an
+operator's override, `POST /price-data` loads a newer genai-prices `data.json`.
 Prices are USD per 1M tokens as decimal strings. A change is visible to this
 instance at once and to the others within `AI_SERVICE_CATALOG_REFRESH_SECONDS`.
 Model ids may contain `/` (Together's do), so they travel in the body.
@@ -9,13 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from ai_service.api.admin_auth import AdminDep
 from ai_service.api.deps import StateDep
 from ai_service.api.responses import json_response
+from ai_service.billing import catalog
+from ai_service.errors import InvalidRequestError
 from ai_service.services import catalog_admin
 
 router = APIRouter(prefix="/ai/admin/api", tags=["admin: models"], dependencies=[AdminDep])
@@ -32,6 +36,7 @@ class PriceUpdate(BaseModel):
     output: str = Field(max_length=32, description=PRICE_HELP, examples=["2.00"])
     cached_input: str | None = Field(None, max_length=32, description=PRICE_HELP)
     cache_write: str | None = Field(None, max_length=32, description=PRICE_HELP)
+    cache_write_1h: str | None = Field(None, max_length=32, description=PRICE_HELP)
     context_window: int | None = Field(None, ge=0)
     max_output_tokens: int | None = Field(None, ge=0)
 
@@ -48,7 +53,9 @@ async def list_models(
     provider: Annotated[str | None, Query(description="only this provider")] = None,
 ) -> Response:
     async with state.sessions() as session:
-        rows = await catalog_admin.list_models(session, provider)
+        rows = await catalog_admin.list_models(
+            session, provider, state.settings.unknown_model_policy
+        )
     return json_response({"object": "list", "data": rows})
 
 
@@ -63,11 +70,30 @@ async def set_price(body: PriceUpdate, state: StateDep) -> Response:
             output=body.output,
             cached_input=body.cached_input,
             cache_write=body.cache_write,
+            cache_write_1h=body.cache_write_1h,
             context_window=body.context_window,
             max_output=body.max_output_tokens,
         )
     await state.catalog.reload()
     return json_response(row)
+
+
+@router.post("/price-data", summary="Load a newer genai-prices data.json for new requests")
+async def load_price_data(
+    request: Request,
+    state: StateDep,
+    source: Annotated[str, Query(max_length=500, description="where the file came from")] = "api",
+) -> Response:
+    """The body is the data file (a JSON array of providers). Requests priced before keep
+    the price recorded in their row; new requests use the new data."""
+    content = (await request.body()).decode("utf-8", errors="replace")
+    async with state.sessions() as session:
+        try:
+            loaded = await catalog.sync(session, content, source)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+    await state.catalog.reload()
+    return json_response(loaded)
 
 
 @router.put("/aliases", summary="Map a requested model id to the id sent upstream")

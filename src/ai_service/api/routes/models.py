@@ -1,4 +1,9 @@
-"""GET /ai/{provider}/models: the catalog's models of a provider, OpenAI list shape."""
+"""GET /ai/{provider}/models: the catalog's models of a provider, OpenAI list shape.
+
+Each priced model carries its standard rates (USD per 1M tokens) and whether the
+provider deprecated it; ids the price data no longer prices are listed with
+`retired: true`.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +32,14 @@ def model_entry(provider: str, model_id: str, price: Price) -> dict[str, Any]:
         "output_cost_per_million": float(micro_to_usd(price.output)),
         "context_window": price.context_window,
         "max_output_tokens": price.max_output,
+        "deprecated": price.deprecated,
     }
     if price.cached_input is not None:
         entry["cached_input_cost_per_million"] = float(micro_to_usd(price.cached_input))
     if price.cache_write is not None:
         entry["cache_write_cost_per_million"] = float(micro_to_usd(price.cache_write))
+    if price.cache_write_1h is not None:
+        entry["cache_write_1h_cost_per_million"] = float(micro_to_usd(price.cache_write_1h))
     return entry
 
 
@@ -45,7 +53,13 @@ async def list_models(provider: str, state: StateDep, _principal: PrincipalDep) 
         model_entry(target, mid, price) for mid, price in sorted(catalog.models(target).items())
     ]
     for alias, model in sorted(catalog.aliases.get(target, {}).items()):
-        price = catalog.models(target).get(model)
+        price = catalog.price(target, model)
         if price is not None:
             data.append({**model_entry(target, alias, price), "alias_of": model})
+    # ids the gateway listed that the price data no longer prices: refused (or
+    # charged at the dearest price, flagged), shown so that clients can move off them
+    data += [
+        {"id": mid, "object": "model", "created": 0, "owned_by": target, "retired": True}
+        for mid in catalog.retired(target)
+    ]
     return json_response({"object": "list", "data": data})

@@ -55,7 +55,10 @@ def upgrade() -> None:
     models = sa.table("api_models", sa.column("price_checked_on", sa.Date()))
     op.execute(
         models.delete().where(
-            sa.or_(models.c.price_checked_on.is_(None), models.c.price_checked_on == SEEDED_ON)
+            sa.or_(
+                models.c.price_checked_on.is_(None),
+                models.c.price_checked_on == SEEDED_ON,
+            )
         )
     )
 

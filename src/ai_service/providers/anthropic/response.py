@@ -56,6 +56,19 @@ def usage_from(data: Mapping[str, Any], base: Usage | None = None) -> Usage:
     details = data.get("output_tokens_details")
     if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
         usage.reasoning_tokens = details["thinking_tokens"]
+    # the cache writes by lifetime: `cache_creation.ephemeral_1h_input_tokens` is the
+    # part of `cache_creation_input_tokens` written for an hour (priced apart)
+    creation = data.get("cache_creation")
+    if isinstance(creation, dict):
+        hour = creation.get("ephemeral_1h_input_tokens")
+        if isinstance(hour, int) and not isinstance(hour, bool) and hour >= 0:
+            usage.cache_write_1h_tokens = hour
+            five = creation.get("ephemeral_5m_input_tokens")
+            if isinstance(five, int) and not isinstance(five, bool) and five >= 0:
+                usage.cache_write_tokens = max(usage.cache_write_tokens, hour + five)
+    tier = data.get("service_tier")
+    if isinstance(tier, str):
+        usage.service_tier = tier
     return usage
 
 
