@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ai_service import instances
 from ai_service.billing import ledger
-from ai_service.billing.ledger import USERS, Ledger, Outcome, Settlement, SqlLedger
+from ai_service.billing.ledger import USERS, Ledger, Outcome, Settlement
 from ai_service.billing.pgledger import PgLedger
+from ai_service.billing.sqlledger import SqlLedger
 from ai_service.storage.db import make_engine
 
 
