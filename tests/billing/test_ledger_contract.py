@@ -213,6 +213,29 @@ async def test_concurrent_settlements_beyond_the_balance_take_it_to_zero_exactly
     assert await books.reconcile() == []
 
 
+async def test_settlements_with_and_without_a_hook_at_once_share_the_balance_exactly(
+    books: Books,
+) -> None:
+    # the hot path and the SQLAlchemy path lock the same balance row, in the same order
+    alice = await books.user("alice", 10_000)
+    ids = [f"r{i}" for i in range(12)]
+    assert all([await books.reserve(alice, r, 500) for r in ids])
+    s = Settlement(status="ok", http_status=200, cost=1_500)
+
+    outcomes = await asyncio.gather(
+        *(
+            books.ledger.settle(r, alice, 500, s, books.hook if i % 2 else None)
+            for i, r in enumerate(ids)
+        )
+    )
+
+    assert sum(o.charged for o in outcomes) == 10_000
+    assert sum(o.uncollected for o in outcomes) == 12 * 1_500 - 10_000
+    assert await books.balance(alice) == (0, 0)
+    assert books.hook_calls == 6
+    assert await books.reconcile() == []
+
+
 async def test_a_top_up_credits_the_balance_from_funding(books: Books) -> None:
     alice = await books.user("alice", 0)
     async with books.engine.begin() as conn:
