@@ -19,7 +19,7 @@ from typing import cast
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ai_service.billing import ledger
+from ai_service.billing import sqlledger
 from ai_service.billing.ledger import REQUESTS, Settlement, utcnow
 from ai_service.storage.db import DB_ERRORS
 from ai_service.storage.models import ApiIdempotency, ApiInstance
@@ -83,7 +83,7 @@ async def recover(engine: AsyncEngine, instance_id: str, lease_seconds: float) -
             )
 
         abandoned = Settlement(status="error", http_status=500, error=ABANDONED, attempts=0)
-        if await ledger.settle(engine, request_id, user_id, reserved, abandoned, forget):
+        if await sqlledger.settle(engine, request_id, user_id, reserved, abandoned, forget):
             released += 1
     if released:
         async with engine.begin() as conn:

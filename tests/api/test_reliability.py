@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from ai_service.billing import ledger
+from ai_service.billing import ledger, sqlledger
 from ai_service.instances import heartbeat, recover
 from ai_service.storage.models import ApiInstance
 from tests.conftest import UPSTREAM_KEY
@@ -139,8 +139,8 @@ def test_reservations_of_a_dead_instance_are_released(gateway: Gateway) -> None:
         engine = gateway.state.engine
         await heartbeat(engine, instance)
         async with engine.begin() as conn:
-            assert await ledger.reserve(conn, user_id, 1_000_000)
-            await ledger.open_request(
+            assert await sqlledger.reserve(conn, user_id, 1_000_000)
+            await sqlledger.open_request(
                 conn,
                 {
                     "request_id": request_id,

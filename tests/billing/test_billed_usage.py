@@ -8,7 +8,10 @@ never below), and `/metrics` reports the same figures as the database.
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 
 from tests.billing.test_concurrency import price_test_model
 from tests.fakes.behaviours import Answer, Usage
@@ -31,8 +34,9 @@ def ask(gateway: Gateway, key: str, stream: bool = False) -> httpx.Response:
 
 
 def test_usage_beyond_the_reservation_is_charged_and_the_unpaid_rest_recorded(
-    gateway: Gateway, openai_upstream: FakeOpenAI
+    gateway: Gateway, openai_upstream: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ai_service.request")
     price_test_model(gateway)
     key = gateway.create_user("heavy", "0.05")  # 50_000_000 nano-USD
     openai_upstream.enqueue(
@@ -68,3 +72,14 @@ def test_usage_beyond_the_reservation_is_charged_and_the_unpaid_rest_recorded(
     uncollected = value(samples, "ai_service_uncollected_usd_total", **labels)
     assert round(spend * 1e9) == charged
     assert round(uncollected * 1e9) == unpaid
+    logged = {
+        r.__dict__["request_id"]: tuple(
+            r.__dict__[k] for k in ("cost_nano", "charged_nano", "uncollected_nano")
+        )
+        for r in caplog.records
+        if r.getMessage() == "request settled"
+    }
+    assert logged == {
+        row.request_id: (row.cost, row.cost - row.uncollected, row.uncollected)
+        for row in (first, second)
+    }

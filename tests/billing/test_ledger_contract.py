@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ai_service import instances
 from ai_service.billing import ledger
-from ai_service.billing.ledger import USERS, Ledger, Outcome, Settlement, SqlLedger
+from ai_service.billing.ledger import USERS, Ledger, Outcome, Settlement
 from ai_service.billing.pgledger import PgLedger
+from ai_service.billing.sqlledger import SqlLedger
 from ai_service.storage.db import make_engine
 
 
@@ -209,6 +210,29 @@ async def test_concurrent_settlements_beyond_the_balance_take_it_to_zero_exactly
         == [(500, 1_000)] * 5 + [(1_500, 0)] * 5
     )
     assert await books.balance(alice) == (0, 0)
+    assert await books.reconcile() == []
+
+
+async def test_settlements_with_and_without_a_hook_at_once_share_the_balance_exactly(
+    books: Books,
+) -> None:
+    # the hot path and the SQLAlchemy path lock the same balance row, in the same order
+    alice = await books.user("alice", 10_000)
+    ids = [f"r{i}" for i in range(12)]
+    assert all([await books.reserve(alice, r, 500) for r in ids])
+    s = Settlement(status="ok", http_status=200, cost=1_500)
+
+    outcomes = await asyncio.gather(
+        *(
+            books.ledger.settle(r, alice, 500, s, books.hook if i % 2 else None)
+            for i, r in enumerate(ids)
+        )
+    )
+
+    assert sum(o.charged for o in outcomes) == 10_000
+    assert sum(o.uncollected for o in outcomes) == 12 * 1_500 - 10_000
+    assert await books.balance(alice) == (0, 0)
+    assert books.hook_calls == 6
     assert await books.reconcile() == []
 
 

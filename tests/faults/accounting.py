@@ -63,7 +63,7 @@ def mismatches(
             ok = [r for r in found if r.status == "ok"]
             if len(ok) != 1 or ok[0].cost <= 0:
                 problems.append(f"{tag}: complete answer but rows {[r.status for r in found]}")
-            elif books.charges(ok[0].request_id) != [ok[0].cost]:
+            elif books.charges(ok[0].request_id) != [ok[0].cost - ok[0].uncollected]:
                 problems.append(f"{tag}: not charged exactly once")
         elif out.disconnected:
             tally.disconnected += 1

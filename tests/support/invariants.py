@@ -52,6 +52,7 @@ class Row:
     attempts: int
     stream: bool
     request_body: str | None
+    uncollected: int = 0  # the part of `cost` no balance paid
 
 
 class Books:
@@ -119,7 +120,7 @@ class Books:
         columns = (
             "r.id, r.request_id, u.name, r.instance_id, r.status, r.http_status, r.cost,"
             " r.reserved, r.error, r.prompt_tokens, r.completion_tokens, r.usage_estimated,"
-            " r.attempts, r.stream, d.request_body"
+            " r.attempts, r.stream, d.request_body, r.uncollected"
         )
         joins = (
             "api_requests r LEFT JOIN api_users u ON u.id = r.user_id"

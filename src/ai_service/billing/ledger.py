@@ -30,10 +30,10 @@ A row is settled only while it is `pending`, and both transfers of a request
 have `UNIQUE(request_id, kind)`, so no request is ever charged twice.
 
 This module holds what every backend shares: the settlement, the rule of
-collection, the columns a settlement writes, the `Ledger` interface, and the
-reference implementation over SQLAlchemy (any database; also the path of a
-settlement that must run more statements in its transaction). The hot paths
-are `pgledger` (PostgreSQL) and `sqliteledger` (SQLite).
+collection, the columns a settlement writes, the `Ledger` interface, top-ups
+and reconciliation. The backends: `sqlledger` (any database, through
+SQLAlchemy; also the path of a settlement that must run more statements in its
+transaction), `pgledger` (PostgreSQL's hot path) and `sqliteledger` (SQLite's).
 """
 
 from __future__ import annotations
@@ -217,95 +217,6 @@ def transfers(user_id: int, charged: int, uncollected: int) -> list[tuple[str, i
     return rows
 
 
-async def reserve(conn: AsyncConnection, user_id: int, amount: int) -> bool:
-    """Move `amount` from available to reserved if the balance covers it (atomic)."""
-    result = await conn.execute(
-        update(USERS)
-        .where(
-            USERS.c.id == user_id,
-            USERS.c.usd_available >= amount,
-            USERS.c.disabled.is_(False),
-        )
-        .values(
-            usd_available=USERS.c.usd_available - amount,
-            usd_reserved=USERS.c.usd_reserved + amount,
-        )
-    )
-    return bool(result.rowcount == 1)
-
-
-async def available(conn: AsyncConnection, user_id: int) -> int:
-    value = await conn.scalar(select(USERS.c.usd_available).where(USERS.c.id == user_id))
-    return int(value or 0)
-
-
-async def open_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    """Insert the `pending` row of a request that holds a reservation."""
-    await conn.execute(REQUESTS.insert().values(status="pending", created_at=utcnow(), **values))
-
-
-async def settle(
-    engine: AsyncEngine,
-    request_id: str,
-    user_id: int,
-    reserved: int,
-    s: Settlement,
-    also: Hook | None = None,
-) -> Outcome:
-    """Release the reservation, charge the cost, finish the row; NOT_PENDING if already settled.
-
-    The user's balance row is locked first (on SQLite the whole database is,
-    by `BEGIN IMMEDIATE`), then the charge is collected from it (`collect`).
-    `also` runs inside the same transaction (e.g. storing an idempotent answer).
-    """
-    async with engine.begin() as conn:
-        balance = await conn.scalar(
-            select(USERS.c.usd_available).where(USERS.c.id == user_id).with_for_update()
-        )
-        charged, uncollected = collect(s.cost, reserved, int(balance or 0))
-        values = {
-            name: value
-            for (name, _), value in zip(OUTCOME, s.outcome(), strict=True)
-            if value is not None or name not in KEPT_WHEN_NONE
-        }
-        done = await conn.execute(
-            update(REQUESTS)
-            .where(
-                REQUESTS.c.request_id == request_id,
-                REQUESTS.c.user_id == user_id,
-                REQUESTS.c.status == "pending",
-            )
-            .values(uncollected=uncollected, finished_at=utcnow(), **values)
-        )
-        if done.rowcount != 1:
-            await conn.rollback()
-            return NOT_PENDING
-        await conn.execute(
-            update(USERS)
-            .where(USERS.c.id == user_id)
-            .values(
-                usd_reserved=USERS.c.usd_reserved - reserved,
-                usd_available=USERS.c.usd_available + (reserved - charged),
-            )
-        )
-        for kind, amount, debit, credit in transfers(user_id, charged, uncollected):
-            await conn.execute(
-                TRANSACTIONS.insert().values(
-                    user_id=user_id,
-                    kind=kind,
-                    amount=amount,
-                    debit_account=debit,
-                    credit_account=credit,
-                    request_id=request_id,
-                    created_at=utcnow(),
-                )
-            )
-        await _store_payloads(conn, request_id, s)
-        if also is not None:
-            await also(conn)
-    return Outcome(True, charged, uncollected)
-
-
 async def log_unreserved(engine: AsyncEngine, values: dict[str, Any], s: Settlement) -> None:
     """Log a request that was refused before any reservation (bad input, 402, 503): cost 0."""
     async with engine.begin() as conn:
@@ -321,10 +232,10 @@ async def log_unreserved(engine: AsyncEngine, values: dict[str, Any], s: Settlem
                 **values,
             )
         )
-        await _store_payloads(conn, values["request_id"], s)
+        await store_payloads(conn, values["request_id"], s)
 
 
-async def _store_payloads(conn: AsyncConnection, request_id: str, s: Settlement) -> None:
+async def store_payloads(conn: AsyncConnection, request_id: str, s: Settlement) -> None:
     if s.request_body is None and s.response_body is None:
         return
     await conn.execute(
@@ -359,32 +270,6 @@ async def topup(conn: AsyncConnection, user_id: int, amount: int, note: str | No
     )
 
 
-class SqlLedger:
-    """Any database, through SQLAlchemy (several statements in one transaction)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
-        async with self.engine.begin() as conn:
-            if not await reserve(conn, user_id, amount):
-                return False
-            await open_request(conn, {**row, "user_id": user_id, "reserved": amount})
-            return True
-
-    async def available(self, user_id: int) -> int:
-        async with self.engine.connect() as conn:
-            return await available(conn, user_id)
-
-    async def settle(
-        self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
-    ) -> Outcome:
-        return await settle(self.engine, request_id, user_id, reserved, s, also)
-
-    async def close(self) -> None:
-        return None
-
-
 async def make_ledger(
     engine: AsyncEngine, pool_size: int, synchronous_commit: bool = True, group: bool = True
 ) -> Ledger:
@@ -398,6 +283,8 @@ async def make_ledger(
     invariant still holds after recovery, but requests already answered may
     lose their charge and their log row.
     """
+    from ai_service.billing.sqlledger import SqlLedger
+
     if engine.dialect.name == "postgresql":
         from ai_service.billing.pgledger import PgLedger
 

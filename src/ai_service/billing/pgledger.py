@@ -7,7 +7,7 @@ share one grouped statement (`batcher`, group commit). The statements are
 generated from the column lists of `ledger` (`OPENING`, `OUTCOME`), and apply
 its rule of collection (`ledger.collect`) in SQL, on the locked balance row.
 A settlement that must run more statements in its transaction (`also`) goes
-through the SQLAlchemy implementation, `ledger.settle`.
+through the SQLAlchemy implementation, `sqlledger.settle`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai_service.billing.batcher import Batcher
-from ai_service.billing.ledger import OPENING, OUTCOME, Hook, Outcome, Settlement, SqlLedger
+from ai_service.billing.ledger import OPENING, OUTCOME, Hook, Outcome, Settlement
 from ai_service.billing.pgpool import Connections
+from ai_service.billing.sqlledger import SqlLedger
 
 _OPENED = ", ".join(name for name, _ in OPENING)
 # what a pending row starts with besides the caller's fields

@@ -27,11 +27,11 @@ from ai_service.billing.ledger import (
     Hook,
     Outcome,
     Settlement,
-    SqlLedger,
     collect,
     transfers,
     utcnow,
 )
+from ai_service.billing.sqlledger import SqlLedger
 
 RESERVE = (
     "UPDATE api_users SET usd_available = usd_available - ?, usd_reserved = usd_reserved + ?"

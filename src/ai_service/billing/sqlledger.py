@@ -1,0 +1,145 @@
+"""The ledger over SQLAlchemy: any database, several statements in one transaction.
+
+The reference implementation of `ledger.Ledger`. The hot paths (`pgledger`,
+`sqliteledger`) use it for a settlement that must run more statements in its
+transaction (`also`: storing an idempotent answer, the lease recovery's
+cleanup); SQLite in memory uses it for everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ai_service.billing.ledger import (
+    KEPT_WHEN_NONE,
+    NOT_PENDING,
+    OUTCOME,
+    REQUESTS,
+    TRANSACTIONS,
+    USERS,
+    Hook,
+    Outcome,
+    Settlement,
+    collect,
+    store_payloads,
+    transfers,
+    utcnow,
+)
+
+
+async def reserve(conn: AsyncConnection, user_id: int, amount: int) -> bool:
+    """Move `amount` from available to reserved if the balance covers it (atomic)."""
+    result = await conn.execute(
+        update(USERS)
+        .where(
+            USERS.c.id == user_id,
+            USERS.c.usd_available >= amount,
+            USERS.c.disabled.is_(False),
+        )
+        .values(
+            usd_available=USERS.c.usd_available - amount,
+            usd_reserved=USERS.c.usd_reserved + amount,
+        )
+    )
+    return bool(result.rowcount == 1)
+
+
+async def available(conn: AsyncConnection, user_id: int) -> int:
+    value = await conn.scalar(select(USERS.c.usd_available).where(USERS.c.id == user_id))
+    return int(value or 0)
+
+
+async def open_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Insert the `pending` row of a request that holds a reservation."""
+    await conn.execute(REQUESTS.insert().values(status="pending", created_at=utcnow(), **values))
+
+
+async def settle(
+    engine: AsyncEngine,
+    request_id: str,
+    user_id: int,
+    reserved: int,
+    s: Settlement,
+    also: Hook | None = None,
+) -> Outcome:
+    """Release the reservation, charge the cost, finish the row; NOT_PENDING if already settled.
+
+    The user's balance row is locked first (on SQLite the whole database is,
+    by `BEGIN IMMEDIATE`), then the charge is collected from it (`collect`).
+    `also` runs inside the same transaction (e.g. storing an idempotent answer).
+    """
+    async with engine.begin() as conn:
+        balance = await conn.scalar(
+            select(USERS.c.usd_available).where(USERS.c.id == user_id).with_for_update()
+        )
+        charged, uncollected = collect(s.cost, reserved, int(balance or 0))
+        values = {
+            name: value
+            for (name, _), value in zip(OUTCOME, s.outcome(), strict=True)
+            if value is not None or name not in KEPT_WHEN_NONE
+        }
+        done = await conn.execute(
+            update(REQUESTS)
+            .where(
+                REQUESTS.c.request_id == request_id,
+                REQUESTS.c.user_id == user_id,
+                REQUESTS.c.status == "pending",
+            )
+            .values(uncollected=uncollected, finished_at=utcnow(), **values)
+        )
+        if done.rowcount != 1:
+            await conn.rollback()
+            return NOT_PENDING
+        await conn.execute(
+            update(USERS)
+            .where(USERS.c.id == user_id)
+            .values(
+                usd_reserved=USERS.c.usd_reserved - reserved,
+                usd_available=USERS.c.usd_available + (reserved - charged),
+            )
+        )
+        for kind, amount, debit, credit in transfers(user_id, charged, uncollected):
+            await conn.execute(
+                TRANSACTIONS.insert().values(
+                    user_id=user_id,
+                    kind=kind,
+                    amount=amount,
+                    debit_account=debit,
+                    credit_account=credit,
+                    request_id=request_id,
+                    created_at=utcnow(),
+                )
+            )
+        await store_payloads(conn, request_id, s)
+        if also is not None:
+            await also(conn)
+    return Outcome(True, charged, uncollected)
+
+
+class SqlLedger:
+    """Any database, through SQLAlchemy (several statements in one transaction)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
+        async with self.engine.begin() as conn:
+            if not await reserve(conn, user_id, amount):
+                return False
+            await open_request(conn, {**row, "user_id": user_id, "reserved": amount})
+            return True
+
+    async def available(self, user_id: int) -> int:
+        async with self.engine.connect() as conn:
+            return await available(conn, user_id)
+
+    async def settle(
+        self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
+    ) -> Outcome:
+        return await settle(self.engine, request_id, user_id, reserved, s, also)
+
+    async def close(self) -> None:
+        return None
