@@ -108,9 +108,7 @@ def test_the_worst_case_covers_the_long_context_tier_and_the_service_tier_asked_
     gpt = price(catalog, "openai", "gpt-5.4")
     # no tier asked: the standard rates; priority asked: the priority rates
     assert worst_case(1_000, 1_000, gpt) == nano(1_000 * 2_500_000 + 1_000 * 15_000_000)
-    assert worst_case(1_000, 1_000, gpt, "priority") == nano(
-        1_000 * 5_000_000 + 1_000 * 30_000_000
-    )
+    assert worst_case(1_000, 1_000, gpt, "priority") == nano(1_000 * 5_000_000 + 1_000 * 30_000_000)
     for tier in (None, "default", "priority", "flex"):
         usage = Usage(input_tokens=300_000, output_tokens=2_000, service_tier=tier)
         assert cost(usage, gpt) <= worst_case(300_000, 2_000, gpt, tier)
