@@ -15,6 +15,7 @@ Create Date: 2026-11-30 05:00:00
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -26,7 +27,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # the date every row of the packaged catalog of 0001/0002 carried
-SEEDED_ON = "2026-11-27"
+SEEDED_ON = dt.date(2026, 11, 27)
 
 
 def upgrade() -> None:
