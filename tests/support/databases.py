@@ -26,7 +26,8 @@ def backends() -> list[str]:
     return [b.strip() for b in raw.split(",") if b.strip()]
 
 
-async def _seed(url: str) -> None:
+async def seed(url: str) -> None:
+    """Seed the price catalog of a migrated database."""
     from ai_service.billing import catalog
 
     engine = make_engine(url)
@@ -44,7 +45,7 @@ class SqliteTemplate:
         self.path = root / "template.db"
         url = f"sqlite:///{self.path}"
         upgrade(url)
-        asyncio.run(_seed(url))
+        asyncio.run(seed(url))
 
     def fresh(self, target: Path) -> str:
         dest = target / "gateway.db"
@@ -77,7 +78,7 @@ class PostgresDatabase:
                 await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
             finally:
                 await conn.close()
-            await _seed(self.url)
+            await seed(self.url)
 
         asyncio.run(reset())
         return self.url
@@ -104,7 +105,7 @@ def create_postgres_database(prefix: str = "ai_service_faults") -> str:
 
     asyncio.run(create())
     upgrade(url)
-    asyncio.run(_seed(url))
+    asyncio.run(seed(url))
     return url
 
 
