@@ -184,7 +184,7 @@ def test_postgres_crash_mid_load(
     names = [name for name, _ in users]
     targets = [lambda: a.url, lambda: b.url]
     # load through the crash, and load once the gateways are ready again
-    before = load_jobs(160, users, targets, seed=15, repeats=6, mix=CRASH_MIX)
+    before = load_jobs(160, users, targets, seed=15, mix=CRASH_MIX)
     after = load_jobs(60, users, targets, seed=16, mix=CRASH_MIX)
     # slow streams on both gateways, reserved before the crash and finished after it
     name, key = users[0]
