@@ -248,7 +248,12 @@ class PgCluster:
             return ""
 
     def create_database(self, prefix: str = "ai_service_crash") -> str:
-        """A new database on this cluster, migrated and seeded; its plain URL."""
+        """A new database on this cluster, migrated and seeded; its plain URL.
+
+        Starts the cluster first if it is down (a test that failed mid-crash).
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
         async def create() -> None:
