@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.support.invariants import Books
+
 
 @pytest.fixture
 def cli(tmp_path: Path, db_url: str):
@@ -159,3 +161,24 @@ def test_models_sync_loads_a_newer_price_data_file(cli, tmp_path: Path) -> None:
     path.write_text("[]")
     result = cli("models", "sync", "--file", str(path), ok=False)
     assert result.returncode == 2 and "no providers" in result.stderr
+
+
+def test_db_reconcile_checks_the_books(cli, db_url: str) -> None:
+    cli("users", "create", "gina", "--balance", "3")
+    cli("users", "create", "hank", "--balance", "1")
+    cli("users", "topup", "hank", "--amount", "0.5")
+    result = cli("db", "reconcile")
+    assert "the books of 2 user(s) balance; 0 request(s) pending" in result.stdout
+
+    # a balance changed outside the ledger (a bad restore, a manual UPDATE) is reported
+    Books(db_url).scalar(
+        "UPDATE api_users SET usd_available = usd_available + 7 WHERE name = 'hank' RETURNING id"
+    )
+    result = cli("db", "reconcile", ok=False)
+    assert result.returncode == 1
+    assert "do NOT balance" in result.stdout
+    assert [line.split(":")[0] for line in result.stdout.splitlines()[:-1]] == ["hank"]
+    report = orjson.loads(cli("db", "reconcile", "--json", ok=False).stdout)
+    (found,) = report["discrepancies"]
+    assert found["user"] == "hank"
+    assert found["cached_balance"] - found["ledger_balance"] == 7

@@ -22,7 +22,7 @@ app = typer.Typer(help="ai-service: an OpenAI-compatible LLM gateway with prepai
 users = typer.Typer(help="Users and their balances.")
 keys = typer.Typer(help="API keys.")
 models = typer.Typer(help="The model catalog and its prices.")
-db = typer.Typer(help="The database schema.")
+db = typer.Typer(help="The database: its schema, and a check of the books.")
 app.add_typer(users, name="users")
 app.add_typer(keys, name="keys")
 app.add_typer(models, name="models")
@@ -111,6 +111,52 @@ def db_upgrade() -> None:
     """Apply the migrations."""
     prepare_database(settings())
     typer.echo("database is at the latest revision")
+
+
+@db.command("reconcile")
+def db_reconcile(as_json: JsonOpt = False) -> None:
+    """Check the books: every balance against its ledger; exit 1 if one disagrees.
+
+    Run it after restoring a backup (docs/operations.md). Requests still
+    pending hold reservations: a running gateway settles its own, and releases
+    those of instances that stopped once their lease has passed.
+    """
+    import dataclasses
+
+    from sqlalchemy import func, select
+
+    from ai_service.billing import ledger
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        conn = await session.connection()
+        found = await ledger.reconcile(conn)
+        names = dict((await conn.execute(select(ledger.USERS.c.id, ledger.USERS.c.name))).all())
+        pending = await conn.scalar(
+            select(func.count())
+            .select_from(ledger.REQUESTS)
+            .where(ledger.REQUESTS.c.status == "pending")
+        )
+        return {
+            "users": len(names),
+            "pending_requests": int(pending or 0),
+            "discrepancies": [
+                {"user": names.get(d.user_id), **dataclasses.asdict(d)} for d in found
+            ],
+        }
+
+    report = run(work)
+    lines = [
+        f"{d['user']}: " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "user")
+        for d in report["discrepancies"]
+    ]
+    verdict = "do NOT balance" if lines else "balance"
+    lines.append(
+        f"the books of {report['users']} user(s) {verdict}; "
+        f"{report['pending_requests']} request(s) pending (reservations held)"
+    )
+    emit(report, as_json, "\n".join(lines))
+    if report["discrepancies"]:
+        raise typer.Exit(1)
 
 
 @users.command("create")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import httpx
 
 from tests.support.directed import DirectedOpenAI
 from tests.support.invariants import Books, Row
@@ -18,6 +22,20 @@ def start_all(*procs: GatewayProcess) -> None:
     with ThreadPoolExecutor(len(procs)) as pool:
         for future in [pool.submit(p.start) for p in procs]:
             future.result()
+
+
+async def ready(client: httpx.AsyncClient, proc: GatewayProcess) -> int:
+    return (await client.get(proc.url + "/readyz")).status_code
+
+
+async def wait_ready(
+    client: httpx.AsyncClient, procs: Sequence[GatewayProcess], timeout: float
+) -> None:
+    """Wait until every process's `/readyz` says its database answers."""
+    deadline = time.monotonic() + timeout
+    while [await ready(client, p) for p in procs] != [200] * len(procs):
+        assert time.monotonic() < deadline, "the gateways did not become ready again"
+        await asyncio.sleep(0.1)
 
 
 @dataclass

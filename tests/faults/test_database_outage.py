@@ -17,31 +17,17 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.faults.accounting import Tally, mismatches, start_all, statuses
+from tests.faults.accounting import Tally, mismatches, ready, start_all, statuses, wait_ready
 from tests.faults.conftest import Spawn
 from tests.faults.plans import chat_body, load_jobs
 from tests.support.directed import DirectedOpenAI, new_nonce
 from tests.support.invariants import Books
 from tests.support.load import Job, Outcome, run_jobs
-from tests.support.processes import GatewayProcess
 from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
 OUTAGE_SECONDS = 4.0  # longer than the instances' lease (3 s), as a database restart often is
-
-
-async def ready(client: httpx.AsyncClient, proc: GatewayProcess) -> int:
-    return (await client.get(proc.url + "/readyz")).status_code
-
-
-async def wait_ready(
-    client: httpx.AsyncClient, procs: list[GatewayProcess], timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while [await ready(client, p) for p in procs] != [200] * len(procs):
-        assert time.monotonic() < deadline, "the gateways did not become ready again"
-        await asyncio.sleep(0.1)
 
 
 def test_database_outage_gives_503_then_full_service_and_balanced_books(
