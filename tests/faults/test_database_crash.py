@@ -147,18 +147,7 @@ def lost_answers(outcomes: Sequence[Outcome], books: Books) -> list[str]:
     ("synchronous", "whole_server"),
     [
         pytest.param(True, True, id="synchronous-commit"),
-        pytest.param(
-            True,
-            False,
-            id="synchronous-commit-postmaster-killed",
-            # billing/pgpool.py hands a connection whose statement ended with a FATAL
-            # error back to the pool; the next statement on it raises asyncpg's
-            # InternalClientError ("another operation is in progress"), which no caller
-            # retries: its settlement is dropped and the reservation stays held
-            marks=pytest.mark.xfail(
-                strict=False, reason="pgpool reuses a connection after a FATAL error"
-            ),
-        ),
+        pytest.param(True, False, id="synchronous-commit-postmaster-killed"),
         pytest.param(False, True, id="opt-out"),
     ],
 )

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from ai_service.billing.pgpool import BROKEN
+from ai_service.billing.pgpool import broken
 
 log = logging.getLogger("ai_service.ledger")
 
@@ -138,12 +138,12 @@ class Batcher(Generic[T, R]):
             outcomes = await self._many([item for item, _ in batch])
         except asyncio.CancelledError:
             raise
-        except BROKEN as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        except Exception:
+        except Exception as exc:
+            if broken(exc):
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
             log.warning("grouped ledger statement failed; its calls run one by one", exc_info=True)
             for item, future in batch:
                 await self._run_one(item, future)

@@ -16,7 +16,28 @@ from typing import Any
 
 import asyncpg
 
-BROKEN = (asyncio.CancelledError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+BROKEN = (
+    asyncio.CancelledError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+)
+
+
+def broken(exc: BaseException) -> bool:
+    """Whether `exc` leaves its connection unusable and its statement's outcome unknown.
+
+    Besides transport errors, a FATAL or PANIC error from the server (a backend
+    told to exit because its postmaster died, an administrator's termination)
+    ends the session: the statement may or may not have committed.
+    """
+    if isinstance(exc, BROKEN):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "severity", None) in (
+        "FATAL",
+        "PANIC",
+    )
 
 
 class Connections:
@@ -54,11 +75,12 @@ class Connections:
             if statement is None:
                 statement = self._statements[key] = await conn.prepare(sql)
             value = await getattr(statement, how)(*args)
-        except BROKEN:
-            self._discard(conn)
-            raise
-        except BaseException:
-            self._release(conn)
+        except BaseException as exc:
+            # only a clean server error (the statement rolled back) leaves the connection usable
+            if broken(exc) or not isinstance(exc, asyncpg.PostgresError):
+                self._discard(conn)
+            else:
+                self._release(conn)
             raise
         self._release(conn)
         return value
