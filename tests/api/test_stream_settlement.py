@@ -114,7 +114,7 @@ def test_claude_stream_closed_before_its_first_chunk_pays_the_reported_prompt(
 ) -> None:
     key = claude.create_user("alice", "10")
     before = claude.balance("alice")[0]
-    anthropic_fake.enqueue(Answer(text="one two three four", first_delay=2))
+    anthropic_fake.enqueue(Answer(text="one two three four", first_delay=1))
     received = asyncio.run(stream_until(claude, "claude", key, body(CLAUDE_MODEL), first_frame))
     assert b'"role":"assistant"' in received and b"one" not in received
     wait_settled(claude)
@@ -130,12 +130,34 @@ def test_claude_stream_closed_before_its_first_chunk_pays_the_reported_prompt(
     assert claude.reconcile() == []
 
 
+def test_claude_stream_closed_after_its_final_counts_pays_them_exactly(
+    claude: Gateway, anthropic_fake: FakeAnthropic
+) -> None:
+    key = claude.create_user("alice", "10")
+    anthropic_fake.enqueue(Answer(text="one two three four", done_delay=1))
+    # message_delta (the finish reason, the final counts) arrived; message_stop did not
+    received = asyncio.run(
+        stream_until(
+            claude, "claude", key, body(CLAUDE_MODEL, usage=False), lambda r: b'"stop"' in r
+        )
+    )
+    assert b"[DONE]" not in received
+    wait_settled(claude)
+    (row,) = claude.requests()
+    assert (row.status, row.http_status) == ("cancelled", 499)
+    assert (row.prompt_tokens, row.completion_tokens) == (PROMPT_TOKENS, 4)
+    assert row.usage_estimated is False
+    price = claude.state.catalog.current.resolve("claude", CLAUDE_MODEL).price
+    assert row.cost == cost(Usage(input_tokens=PROMPT_TOKENS, output_tokens=4), price)
+    assert claude.reconcile() == []
+
+
 def test_openai_stream_closed_before_its_first_chunk_pays_an_estimated_prompt(
     gateway: Gateway, openai_upstream: FakeOpenAI
 ) -> None:
     key = gateway.create_user("alice", "10")
     before = gateway.balance("alice")[0]
-    openai_upstream.enqueue(Answer(text="one two three four", first_delay=2))
+    openai_upstream.enqueue(Answer(text="one two three four", first_delay=1))
     received = asyncio.run(stream_until(gateway, "openai", key, body(OPENAI_MODEL), first_frame))
     assert b'"role":"assistant"' in received and b"one" not in received
     wait_settled(gateway)
