@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ai_service.billing import tokens
 from ai_service.billing.pricing import cost
 from ai_service.billing.tokens import OPENAI_ENCODING, count_tokens
 from ai_service.providers.base import Usage
@@ -32,6 +33,12 @@ CLAUDE_MODEL = "claude-3-5-sonnet-20241022"
 OPENAI_MODEL = "gpt-5.4-mini"
 PROMPT = "Tell me a long story about the sea and the ships that sail on it"
 PROMPT_TOKENS = PER_MESSAGE + count_words(PROMPT)  # what the fakes report
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tokenizer() -> None:
+    """Loaded, as in a gateway past its first seconds (it loads in a thread at startup)."""
+    assert tokens.load()
 
 
 @pytest.fixture(scope="module")

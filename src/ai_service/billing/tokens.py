@@ -15,7 +15,10 @@ tokens with the OpenAI vocabularies shipped offline by `bpe-openai`:
 
 Texts longer than `EXACT_LIMIT` characters are counted exactly up to that
 length and by their UTF-8 bytes beyond (a bound that keeps the event loop
-free); a text the tokenizer refuses is counted by its bytes.
+free). The tokenizer takes a second or two to load: the app loads it in a
+thread at startup, and counting never waits for it; until it is loaded (or
+if it cannot be) a text counts `rough_tokens`, a cruder bound (a token for
+every 2 ASCII characters, one for every other character, two for an emoji).
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ _library: Any = None  # the `bpe_openai` module once loaded (False if it cannot 
 _encodings: dict[str, Encoding] = {}
 
 
-def _load() -> Any:
-    """Import the tokenizer and its `ENCODINGS`, once (a second or two)."""
+def load() -> bool:
+    """Import the tokenizer and its `ENCODINGS`, once (a second or two); whether it is usable."""
     global _library
     with _LOADING:
         if _library is None:
@@ -64,24 +67,19 @@ def _load() -> Any:
                         _encodings[name] = bpe_openai.get_encoding(name)
                 _library = bpe_openai
             except Exception:  # a missing or broken tokenizer only costs precision
-                log.exception("tokenizer unavailable; counting bytes")
+                log.exception("tokenizer unavailable; counting tokens roughly")
                 _library = False
-    return _library
+    return bool(_library)
 
 
 async def prepare() -> None:
-    """Load the tokenizer in a thread, once per process (its import takes a second or two).
-
-    Call it before counting on the event loop: counting first loads the
-    tokenizer where it runs, blocking the loop meanwhile.
-    """
+    """Load the tokenizer in a thread (at startup: counting never waits for it)."""
     if _library is None:
-        await asyncio.to_thread(_load)
+        await asyncio.to_thread(load)
 
 
 def encoding(name: str) -> Encoding | None:
-    """One of `ENCODINGS` (None for another, or if the tokenizer cannot be loaded)."""
-    _load()
+    """One of `ENCODINGS` once the tokenizer is loaded, else None."""
     return _encodings.get(name)
 
 
@@ -89,28 +87,38 @@ def encoding_for(provider: str, model: str | None) -> str | None:
     """The encoding that counts `model`'s tokens exactly, or None for another provider's."""
     if provider != "openai":
         return None
-    if model:
+    if model and _library:
         try:
-            name: str = _load().encoding_name_for_model(model)
-        except Exception:  # an unknown (newer) model, or no tokenizer: the current vocabulary
+            name: str = _library.encoding_name_for_model(model)
+        except Exception:  # an unknown (newer) model: the current vocabulary
             return OPENAI_ENCODING
         if name in ENCODINGS:
             return name
     return OPENAI_ENCODING
 
 
+def rough_tokens(text: str) -> int:
+    """A safe bound without a tokenizer: a token for every 2 ASCII characters, one for
+    every other character, two for one outside the BMP (emoji); at most the bytes."""
+    ascii_chars = len(text.encode("ascii", errors="ignore"))
+    astral = sum(1 for c in text if ord(c) > 0xFFFF) if len(text) > ascii_chars else 0
+    rough = ceil_div(ascii_chars, 2) + len(text) - ascii_chars + astral
+    return min(rough, len(text.encode()))
+
+
 def count_tokens(text: str, name: str = OPENAI_ENCODING) -> int:
-    """The tokens of `text` in the named vocabulary (bytes past `EXACT_LIMIT` characters)."""
+    """The tokens of `text` in the named vocabulary (see the module's notes for the bounds)."""
     if not text:
         return 0
     head, tail = text[:EXACT_LIMIT], text[EXACT_LIMIT:]
     enc = encoding(name)
-    exact = len(head.encode())
-    if enc is not None:
-        try:
-            exact = len(enc.encode_ordinary(head))
-        except Exception:  # e.g. its limit of tokens a call: the bytes bound instead
-            log.warning("tokenizer %s failed; counting bytes", name, exc_info=True)
+    if enc is None:
+        return rough_tokens(text)
+    try:
+        exact = len(enc.encode_ordinary(head))
+    except Exception:  # e.g. its limit of tokens a call
+        log.warning("tokenizer %s failed; counting tokens roughly", name, exc_info=True)
+        exact = rough_tokens(head)
     return exact + len(tail.encode())
 
 

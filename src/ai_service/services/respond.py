@@ -10,7 +10,7 @@ import orjson
 from starlette.responses import Response
 
 from ai_service.api.sse import DONE, SSEResponse, error_frame
-from ai_service.billing import ledger, tokens
+from ai_service.billing import ledger
 from ai_service.billing.pricing import cost
 from ai_service.errors import ServiceError
 from ai_service.providers.base import ChatResult, StreamEvent, Usage
@@ -28,7 +28,6 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> R
     completion["model"] = resolved.model
     usage, estimated = result.usage, False
     if usage is None:
-        await tokens.prepare()
         generated = orjson.dumps(completion.get("choices")).decode()
         usage, estimated = call.estimated_usage(call.output_tokens(generated)), True
         completion["usage"] = usage.to_openai()
@@ -238,7 +237,6 @@ async def _settle_stream(
     usage = tally.usage
     estimated = False
     if usage is None:
-        await tokens.prepare()
         usage, estimated = _usage_without_report(call, tally)
         estimated = estimated and status != "error"
     charge = 0 if status == "error" else cost(usage, resolved.price)
