@@ -33,6 +33,7 @@ from ai_service.api.routes import (
 )
 from ai_service.api.web import make_templates
 from ai_service.auth import KeyStore
+from ai_service.billing import tokens
 from ai_service.billing.ledger import make_ledger
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
@@ -86,6 +87,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         except DB_ERRORS:
             log.warning("database unreachable at startup; serving 503 until it answers")
         app.state.ai = state
+        state.spawn(tokens.prepare())  # usage estimates' tokenizer, loaded in a thread
         # what startup built lives as long as the process: keep it out of every GC pass
         gc.collect()
         gc.freeze()

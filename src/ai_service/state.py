@@ -80,8 +80,15 @@ class AppState:
             log.error("background task failed", exc_info=task.exception())
 
     async def drain(self, seconds: float = 30.0) -> None:
-        """Wait for tracked tasks (settlements) before the process exits."""
-        if self.tasks:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
+        """Wait for tracked tasks (settlements) before the process exits.
+
+        Requests cancelled by the server's shutdown start their settlements as
+        they unwind, and a settlement may spawn its retry: the tasks are
+        awaited until none is left (or `seconds` passed).
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await asyncio.sleep(0)  # let cancelled requests unwind and spawn theirs
+                while self.tasks:
                     await asyncio.gather(*self.tasks, return_exceptions=True)
+                    await asyncio.sleep(0)

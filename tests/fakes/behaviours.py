@@ -90,6 +90,10 @@ class Answer:
     default server/overloaded error) after that many delta chunks and ends the body.
     ``keepalive`` SSE comment lines (``: keep-alive``) are sent before the first chunk.
     ``end_delay`` seconds pass between the last event and the end of the body.
+    ``first_delay`` seconds pass before the first delta chunk (after the stream's
+    opening events: OpenAI's role chunk, Anthropic's ``message_start``), and
+    ``done_delay`` before the terminator (OpenAI's ``[DONE]``, Anthropic's
+    ``message_stop``), i.e. after the usage.
     """
 
     text: str | None = None
@@ -103,6 +107,8 @@ class Answer:
     error: ErrorReply | None = None
     keepalive: int = 0
     end_delay: float = 0.0
+    first_delay: float = 0.0
+    done_delay: float = 0.0
 
 
 @dataclass(frozen=True)

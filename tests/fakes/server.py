@@ -347,6 +347,10 @@ class FakeServer:
                     break
             if is_delta and answer.chunk_delay and deltas:
                 await asyncio.sleep(answer.chunk_delay)
+            if is_delta and answer.first_delay and not deltas:
+                await asyncio.sleep(answer.first_delay)
+            if index == len(frames) - 1 and answer.done_delay:
+                await asyncio.sleep(answer.done_delay)
             if frame:
                 await response.write(frame)
             if is_delta:
@@ -361,7 +365,13 @@ class FakeServer:
 
 
 def _no_faults(answer: Answer) -> bool:
-    return answer.cut_after is None and answer.error_after is None and not answer.end_delay
+    return (
+        answer.cut_after is None
+        and answer.error_after is None
+        and not answer.end_delay
+        and not answer.first_delay
+        and not answer.done_delay
+    )
 
 
 def _reached(deltas: int, limit: int | None) -> bool:

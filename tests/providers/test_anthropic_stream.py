@@ -69,6 +69,7 @@ def as_json(events: list[StreamEvent]) -> list[dict[str, Any]]:
             "generated": e.generated,
             "usage": None if e.usage is None else asdict(e.usage),
             "usage_only": e.usage_only,
+            "early_usage": None if e.early_usage is None else asdict(e.early_usage),
         }
         for e in events
     ]
@@ -299,7 +300,11 @@ def test_message_delta_emits_finish_reason_and_records_cumulative_usage() -> Non
     [event] = feed(p, message_delta("max_tokens", {"output_tokens": 12}))
     assert event.chunk is not None
     assert event.chunk["choices"] == [{"index": 0, "delta": {}, "finish_reason": "length"}]
-    assert event.usage is None
+    # message_delta's counts are cumulative, the final ones: a stream closed after it
+    # is charged them exactly
+    assert event.usage == Usage(
+        input_tokens=30, cache_read_tokens=7, cache_write_tokens=3, output_tokens=12
+    )
     [final] = feed(p, STOP)
     assert final.usage == Usage(
         input_tokens=30, cache_read_tokens=7, cache_write_tokens=3, output_tokens=12

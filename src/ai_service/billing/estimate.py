@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ai_service.billing.images import Image, image_tokens
-from ai_service.billing.money import ceil_div
 from ai_service.providers.base import UpstreamRequest
 
 # the reply's priming tokens and the few bytes by which fields that depend on the output
@@ -57,8 +56,3 @@ def prompt_bound(
         + messages * message_allowance
         + REQUEST_ALLOWANCE
     )
-
-
-def estimate_output_tokens(generated_chars: int) -> int:
-    """A flagged estimate of output tokens from delivered characters (about 4 per token)."""
-    return max(1, ceil_div(generated_chars, 4)) if generated_chars else 0

@@ -116,7 +116,10 @@ class StreamEvent:
     `generated` counts the characters of generated output in it (content,
     reasoning and tool-call arguments) for the estimate made when no usage
     arrives. `usage` is set on the event that reports the final usage; a chunk
-    whose only purpose is usage has `usage_only` set.
+    whose only purpose is usage has `usage_only` set. `early_usage` is usage
+    the provider reports before the end (Anthropic's `message_start`: the
+    prompt, its cache reads and writes, the output so far), charged for a
+    stream that ends before its final usage.
     """
 
     chunk: JsonObject | None
@@ -124,6 +127,7 @@ class StreamEvent:
     generated: int = 0
     usage: Usage | None = None
     usage_only: bool = False
+    early_usage: Usage | None = None
 
 
 class StreamParser(Protocol):

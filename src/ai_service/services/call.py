@@ -11,10 +11,9 @@ from typing import Any
 import orjson
 
 from ai_service.auth import Principal
-from ai_service.billing import ledger
+from ai_service.billing import ledger, tokens
 from ai_service.billing.catalog import Resolved
-from ai_service.billing.estimate import estimate_output_tokens
-from ai_service.billing.money import ceil_div, nano_to_usd, usd_str
+from ai_service.billing.money import nano_to_usd, usd_str
 from ai_service.billing.pricing import Charge, charge
 from ai_service.errors import ServiceError
 from ai_service.providers.base import Usage
@@ -94,12 +93,26 @@ class Call:
             return text, False
         return text[:limit], True
 
-    def estimated_usage(self, generated_chars: int) -> Usage:
-        """A flagged estimate for an answer whose usage never arrived."""
-        return Usage(
-            input_tokens=ceil_div(self.prompt_bound, 4),
-            output_tokens=estimate_output_tokens(generated_chars),
+    def _model(self) -> str | None:
+        return self.resolved.model if self.resolved is not None else None
+
+    def output_tokens(self, generated: str) -> int:
+        """The tokens of output text: exact for OpenAI models, else a safe bound."""
+        return tokens.text_tokens(generated, self.provider, self._model())
+
+    def prompt_tokens(self) -> int:
+        """An estimate of the prompt's tokens from its text, never above the reserved bound."""
+        image_allowance = self.state.settings.image_token_allowance
+        counted = tokens.prompt_tokens(
+            self.request_text, self.provider, self._model(), image_allowance
         )
+        if counted is None:
+            return self.prompt_bound
+        return min(counted, self.prompt_bound) if self.prompt_bound else counted
+
+    def estimated_usage(self, output_tokens: int) -> Usage:
+        """A flagged estimate for an answer whose usage never arrived."""
+        return Usage(input_tokens=self.prompt_tokens(), output_tokens=output_tokens)
 
     def bill(self, usage: Usage) -> Charge:
         """The cost of `usage` at the served model's price, computed once per usage.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import orjson
 from starlette.responses import Response
@@ -25,8 +27,8 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> R
     completion["model"] = resolved.model
     usage, estimated = result.usage, False
     if usage is None:
-        generated = len(orjson.dumps(completion.get("choices")))
-        usage, estimated = call.estimated_usage(generated), True
+        generated = orjson.dumps(completion.get("choices")).decode()
+        usage, estimated = call.estimated_usage(call.output_tokens(generated)), True
         completion["usage"] = usage.to_openai()
     usd, header = call.cost_fields(usage)
     if isinstance(completion.get("usage"), dict):
@@ -56,7 +58,8 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> R
 def stream(
     call: Call, upstream: UpstreamStream, wants_usage: bool, headers: dict[str, str]
 ) -> SSEResponse:
-    return SSEResponse(relay(call, upstream, wants_usage), headers)
+    relay = Relay(call, upstream, wants_usage)
+    return SSEResponse(relay.frames(), headers, on_close=relay.closed)
 
 
 def replay(stored: Replay) -> Response:
@@ -72,14 +75,20 @@ def replay(stored: Replay) -> Response:
 
 
 class Tally:
-    """What a stream delivered: usage, generated characters, text, finish reason."""
+    """What a stream delivered: usage, generated text, finish reason, the frames kept.
 
-    __slots__ = ("finish", "generated", "keep", "kept", "limit", "texts", "usage")
+    `usage` is the provider's final usage; `early` the usage it reported
+    before the end (Anthropic's `message_start`: the prompt, cache reads and
+    writes), charged for a stream that ends before its final usage.
+    """
+
+    __slots__ = ("early", "finish", "generated", "keep", "kept", "limit", "texts", "usage")
 
     def __init__(self, keep: bool, limit: int) -> None:
         self.usage: Usage | None = None
-        self.generated = 0
+        self.early: Usage | None = None
         self.texts: list[str] = []
+        self.generated: list[str] = []  # reasoning and tool-call arguments
         self.finish: str | None = None
         self.keep = keep
         self.limit = limit
@@ -88,16 +97,20 @@ class Tally:
     def add(self, ev: StreamEvent) -> None:
         if ev.usage is not None:
             self.usage = ev.usage
+        if ev.early_usage is not None:
+            self.early = ev.early_usage
         if ev.text:
             self.texts.append(ev.text)
-        self.generated += ev.generated
         chunk = ev.chunk
         if chunk is not None:
             choices = chunk.get("choices")
             if choices:
-                reason = choices[0].get("finish_reason")
+                choice = choices[0]
+                reason = choice.get("finish_reason")
                 if reason:
                     self.finish = reason
+                if ev.generated > len(ev.text):
+                    _generated(choice.get("delta"), self.generated)
 
     def record(self, frames: bytes) -> None:
         if self.keep:
@@ -107,55 +120,107 @@ class Tally:
             else:
                 self.kept.append(frames)
 
+    def output_text(self) -> str:
+        """All the output delivered: content, reasoning, tool-call arguments."""
+        return "".join(self.texts) + "".join(self.generated)
 
-async def relay(call: Call, upstream: UpstreamStream, wants_usage: bool) -> AsyncIterator[bytes]:
-    """The client's SSE frames from the upstream's events; settles before `[DONE]`."""
-    resolved = call.resolved
-    assert resolved is not None
-    model = resolved.model
-    latency = call.elapsed_ms()
-    tally = Tally(call.claim is not None, call.state.settings.idempotency_max_bytes)
-    ttft: int | None = None
-    failure: ServiceError | None = None
-    finished = False
-    try:
-        async for events in upstream.events():
-            out: list[bytes] = []
-            for ev in events:
-                tally.add(ev)
-                chunk = ev.chunk
-                if chunk is None or (ev.usage_only and not wants_usage):
-                    continue
-                chunk["model"] = model
-                chunk["content"] = ev.text
-                if not wants_usage:
-                    chunk.pop("usage", None)
-                elif ev.usage is not None and isinstance(chunk.get("usage"), dict):
-                    chunk["usage"]["cost"] = call.cost_fields(ev.usage)[0]
-                out += (b"data: ", orjson.dumps(chunk), b"\n\n")
-            if out:
-                if ttft is None:
-                    ttft = call.elapsed_ms()
-                frames = b"".join(out)
-                tally.record(frames)
-                yield frames
-        finished = True
-    except ServiceError as exc:
-        failure = exc
-    finally:
-        if finished:
-            upstream.finish()
-        else:
-            upstream.close()
-        if not finished and failure is None:
-            await _settle_stream(call, tally, "cancelled", 499, None, latency, ttft)
-    if failure is not None:
-        await _settle_stream(call, tally, "error", failure.status, failure.message, latency, ttft)
-        yield error_frame(failure) + DONE
+
+def _generated(delta: object, into: list[str]) -> None:
+    """The generated text of a chunk's delta other than its content."""
+    if not isinstance(delta, dict):
         return
-    tally.record(DONE)
-    await _settle_stream(call, tally, "ok", 200, None, latency, ttft)
-    yield DONE
+    reasoning = delta.get("reasoning_content")
+    if isinstance(reasoning, str):
+        into.append(reasoning)
+    calls = delta.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            arguments = function.get("arguments") if isinstance(function, dict) else None
+            if isinstance(arguments, str):
+                into.append(arguments)
+
+
+class Relay:
+    """One stream's frames for the client, and its settlement, made exactly once.
+
+    The settlement runs in a task of its own (tracked by the app state, so a
+    shutdown waits for it) that the frames' generator awaits through a shield:
+    a client that leaves while it runs (the SSE response then cancels the
+    generator) cannot interrupt it, and a stream whose generator never ran or
+    was dropped is settled as cancelled by `closed()`.
+    """
+
+    def __init__(self, call: Call, upstream: UpstreamStream, wants_usage: bool) -> None:
+        self.call = call
+        self.upstream = upstream
+        self.wants_usage = wants_usage
+        self.latency = call.elapsed_ms()
+        self.tally = Tally(call.claim is not None, call.state.settings.idempotency_max_bytes)
+        self.ttft: int | None = None
+        self.settling: asyncio.Task[None] | None = None
+
+    def settle(self, status: str, http_status: int, error: str | None) -> asyncio.Task[None]:
+        """Start the settlement (the first call only) and return its task."""
+        if self.settling is None:
+            work = _settle_stream(
+                self.call, self.tally, status, http_status, error, self.latency, self.ttft
+            )
+            self.settling = self.call.state.spawn(work)
+        return self.settling
+
+    def closed(self) -> None:
+        """The response is over: settle as cancelled if nothing settled the stream yet."""
+        if self.settling is None:
+            self.upstream.close()
+            self.settle("cancelled", 499, None)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """The client's SSE frames from the upstream's events; settles before `[DONE]`."""
+        call, upstream, tally, wants_usage = self.call, self.upstream, self.tally, self.wants_usage
+        resolved = call.resolved
+        assert resolved is not None
+        model = resolved.model
+        failure: ServiceError | None = None
+        finished = False
+        try:
+            async for events in upstream.events():
+                out: list[bytes] = []
+                for ev in events:
+                    tally.add(ev)
+                    chunk = ev.chunk
+                    if chunk is None or (ev.usage_only and not wants_usage):
+                        continue
+                    chunk["model"] = model
+                    chunk["content"] = ev.text
+                    if not wants_usage:
+                        chunk.pop("usage", None)
+                    elif ev.usage is not None and isinstance(chunk.get("usage"), dict):
+                        chunk["usage"]["cost"] = call.cost_fields(ev.usage)[0]
+                    out += (b"data: ", orjson.dumps(chunk), b"\n\n")
+                if out:
+                    if self.ttft is None:
+                        self.ttft = call.elapsed_ms()
+                    frames = b"".join(out)
+                    tally.record(frames)
+                    yield frames
+            finished = True
+        except ServiceError as exc:
+            failure = exc
+        finally:
+            if finished:
+                upstream.finish()
+            else:
+                upstream.close()
+                if failure is None:  # the client left (or the task was cancelled)
+                    self.settle("cancelled", 499, None)
+        if failure is not None:
+            await asyncio.shield(self.settle("error", failure.status, failure.message))
+            yield error_frame(failure) + DONE
+            return
+        tally.record(DONE)
+        await asyncio.shield(self.settle("ok", 200, None))
+        yield DONE
 
 
 async def _settle_stream(
@@ -167,12 +232,20 @@ async def _settle_stream(
     latency: int,
     ttft: int | None,
 ) -> None:
+    """Settle a stream: the reported usage, else the early usage and the delivered output.
+
+    A stream without its final usage is charged what the provider bills for
+    it: the prompt (as the provider reported it early, else estimated) and
+    the output delivered so far (estimated from its text when the reported
+    count is lower), flagged `usage_estimated` when any part is an estimate.
+    """
     resolved = call.resolved
     assert resolved is not None
     usage = tally.usage
-    estimated = usage is None and status != "error"
+    estimated = False
     if usage is None:
-        usage = call.estimated_usage(tally.generated) if tally.generated else Usage()
+        usage, estimated = _usage_without_report(call, tally)
+        estimated = estimated and status != "error"
     priced = call.priced(ledger.Settlement(status=status, http_status=http_status), usage)
     charge = priced.cost
     summary = orjson.dumps(
@@ -195,3 +268,16 @@ async def _settle_stream(
         ).add_usage(usage),
         answer=answer,
     )
+
+
+def _usage_without_report(call: Call, tally: Tally) -> tuple[Usage, bool]:
+    """The usage of a stream that ended before its final usage, and whether it is estimated."""
+    output = call.output_tokens(tally.output_text())
+    early = tally.early
+    if early is None:
+        return call.estimated_usage(output), True
+    usage = replace(early)
+    if output <= usage.output_tokens:
+        return usage, False
+    usage.output_tokens = output
+    return usage, True

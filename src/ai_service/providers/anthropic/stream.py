@@ -1,6 +1,7 @@
 """Anthropic Messages SSE events -> OpenAI `chat.completion.chunk` events.
 
-    message_start        remember id and prompt usage;
+    message_start        remember id and prompt usage (reported as the event's
+                         `early_usage`, what a stream closed early is charged);
                          chunk `delta: {"role": "assistant", "content": ""}`
     content_block_start  tool_use: chunk with the tool call's `index` (0-based over tool_use
                          blocks), `id`, `type`, `function: {"name", "arguments": ""}`;
@@ -9,8 +10,9 @@
                          input_json_delta -> `tool_calls[].function.arguments`;
                          thinking_delta -> `reasoning_content`; signature/citations: nothing
     content_block_stop   a tool call that got no argument fragment gets "{}" (as non-streamed)
-    message_delta        usage update (cumulative `output_tokens`); chunk with empty delta and
-                         the mapped `finish_reason`
+    message_delta        usage update (cumulative `output_tokens`: the final counts, reported
+                         as the event's `usage`); chunk with empty delta and the mapped
+                         `finish_reason`
     ping                 an event without a chunk (the upstream is alive)
     message_stop         usage-only chunk (`choices: []`, `usage`), marked `usage_only`; done
     error                raises the mapped `ServiceError`
@@ -21,6 +23,7 @@ Unknown event types are ignored, as Anthropic's versioning policy asks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -81,11 +84,14 @@ class AnthropicStreamParser:
 
     def _message_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
         message = payload.get("message")
+        early: Usage | None = None
         if isinstance(message, dict):
             self._id = str(message.get("id", ""))
             if isinstance(message.get("usage"), dict):
                 self._usage = usage_from(message["usage"])
-        return [StreamEvent(chunk=self._chunk({"role": "assistant", "content": ""}))]
+                early = replace(self._usage)
+        chunk = self._chunk({"role": "assistant", "content": ""})
+        return [StreamEvent(chunk=chunk, early_usage=early)]
 
     def _block_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
         block = payload.get("content_block")
@@ -143,13 +149,15 @@ class AnthropicStreamParser:
         return []
 
     def _message_delta(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        reported: Usage | None = None
         if isinstance(payload.get("usage"), dict):
             self._usage = usage_from(payload["usage"], self._usage)
+            reported = replace(self._usage)
         delta = payload.get("delta")
         reason = finish_reason(delta.get("stop_reason")) if isinstance(delta, dict) else None
         if reason is None:
-            return []
-        return [StreamEvent(chunk=self._chunk({}, reason))]
+            return [StreamEvent(chunk=None, usage=reported)] if reported is not None else []
+        return [StreamEvent(chunk=self._chunk({}, reason), usage=reported)]
 
     def _message_stop(self, _payload: dict[str, Any]) -> list[StreamEvent]:
         self._done = True
