@@ -73,8 +73,13 @@ def gateway_factory(db_url: str) -> Iterator[Callable[..., Gateway]]:
         return gw
 
     yield make
+    problems: list[str] = []
     for gw in started:
+        if gw.thread.is_alive():
+            problems += gw.books_problems()
         gw.stop()
+    # after every test: nothing pending, nothing reserved, every balance == its ledger
+    assert problems == []
 
 
 @pytest.fixture

@@ -174,6 +174,10 @@ def test_reservations_of_a_dead_instance_are_released(gateway: Gateway) -> None:
     assert (dead.status, dead.cost) == ("error", 0)
     assert gateway.requests(request_id="req-live")[0].status == "pending"
     assert gateway.call(recover(gateway.state.engine, "me", 30)) == 0
+    # once the live instance dies too, its reservation is released in turn
+    gateway.call(age("live-instance"))
+    assert gateway.call(recover(gateway.state.engine, "me", 30)) == 1
+    assert gateway.balance("alice") == (10_000_000_000, 0)
 
 
 def test_database_errors_become_503(gateway_factory, openai_upstream: FakeOpenAI, tmp_path) -> None:

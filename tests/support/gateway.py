@@ -24,6 +24,7 @@ from ai_service.billing.money import usd_to_nano
 from ai_service.config import Settings
 from ai_service.services import accounts
 from ai_service.state import AppState
+from ai_service.storage.db import DB_ERRORS
 from ai_service.storage.models import ApiRequest, ApiRequestData, ApiUser
 
 T = TypeVar("T")
@@ -125,6 +126,24 @@ class Gateway:
                 return await conn.scalar(text(sql))
 
         return self.call(work())
+
+    def books_problems(self, timeout: float = 10) -> list[str]:
+        """What is wrong with the books once every request settled (empty when they balance).
+
+        Requests still pending after `timeout`, reservations still held once
+        none is, and every discrepancy `ledger.reconcile()` finds.
+        """
+        try:
+            self.wait_settled(timeout)
+        except AssertionError:
+            return ["requests still pending"]
+        except DB_ERRORS:
+            return []  # a test of an unreachable database: there are no books to check
+        problems = [f"reconcile: {d}" for d in self.reconcile()]
+        held = self.scalar("SELECT count(*) FROM api_users WHERE usd_reserved <> 0")
+        if held:
+            problems.append(f"{held} user(s) hold a reservation with no request pending")
+        return problems
 
     def wait_settled(self, timeout: float = 10) -> None:
         """Wait until no request row is pending (streams settle after the last byte)."""
