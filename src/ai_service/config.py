@@ -47,8 +47,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///ai-service.db"
     database_pool_size: int = 20
-    # every reservation and settlement is acknowledged only once durable on the primary
-    # (PostgreSQL: synchronous_commit on; SQLite: synchronous FULL). Off is an opt-out:
+    # PostgreSQL: every ledger write is acknowledged only once durable on the primary
+    # (synchronous_commit on; SQLite always runs WAL, synchronous NORMAL). Off is an opt-out:
     # a crash of the database server may then lose its last moments of commits (whole
     # transactions, so the ledger stays consistent), i.e. charges of answered requests
     billing_synchronous_commit: bool = True

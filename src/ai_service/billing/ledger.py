@@ -294,7 +294,7 @@ async def make_ledger(
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
         from ai_service.billing.sqliteledger import SqliteLedger
 
-        return SqliteLedger(engine, database, synchronous_commit)
+        return SqliteLedger(engine, database)
     return SqlLedger(engine)
 
 

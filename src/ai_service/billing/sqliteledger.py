@@ -71,14 +71,19 @@ def _stamp(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+# WAL with synchronous NORMAL: a commit survives a crash of the gateway's process (the
+# write is in the operating system's hands before it is acknowledged); a crash of the
+# machine itself may undo the last commits, whole transactions. FULL (an fsync a commit)
+# halves the embedded default's throughput; `billing_synchronous_commit` is PostgreSQL's.
+SQLITE_SYNCHRONOUS = "NORMAL"
+
+
 class SqliteLedger(SqlLedger):
-    def __init__(self, engine: AsyncEngine, path: str, synchronous_commit: bool = True) -> None:
+    def __init__(self, engine: AsyncEngine, path: str) -> None:
         super().__init__(engine)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ai-service-ledger")
         self._path = path
-        # FULL: a commit is on disk when acknowledged; NORMAL (WAL): a power loss may undo
-        # the last commits, whole transactions
-        self._synchronous = "FULL" if synchronous_commit else "NORMAL"
+        self._synchronous = SQLITE_SYNCHRONOUS
         self._conn: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:

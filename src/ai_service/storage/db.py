@@ -56,14 +56,15 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, pool_size: int = 20, durable: bool = True) -> AsyncEngine:
     """Create the async engine for a (plain or async) database URL.
 
-    `durable`: a commit returns only once it is on disk (PostgreSQL
-    `synchronous_commit` on, SQLite `synchronous=FULL`); see
-    `billing_synchronous_commit`.
+    `durable`: on PostgreSQL a commit returns only once it is flushed
+    (`synchronous_commit` on; see `billing_synchronous_commit`). SQLite runs
+    WAL with synchronous NORMAL (`sqliteledger.SQLITE_SYNCHRONOUS`): its commits
+    survive a crash of the process, not necessarily of the machine.
     """
     full = async_url(url)
     if is_sqlite(full):
         engine = create_async_engine(full, connect_args={"timeout": 30})
-        _sqlite_pragmas(engine, "FULL" if durable else "NORMAL")
+        _sqlite_pragmas(engine, "NORMAL")
         return engine
     return create_async_engine(
         full,
