@@ -61,10 +61,15 @@ def format_usd(nano: int, places: int = 6) -> str:
 
 
 def usd_str(nano: int) -> str:
-    """The exact USD amount as a plain decimal string, for JSON."""
-    value = nano_to_usd(nano).normalize()
-    text = format(value, "f")
-    return text if "." in text else f"{text}.0"
+    """The exact USD amount as a plain decimal string, for JSON ("0.00012", "3.0")."""
+    sign = "-" if nano < 0 else ""
+    whole, frac = divmod(abs(nano), NANO_PER_USD)
+    return f"{sign}{whole}.{f'{frac:09d}'.rstrip('0') or '0'}"
+
+
+def usd_float(nano: int) -> float:
+    """The USD amount as the nearest float, for display fields such as `usage.cost`."""
+    return nano / NANO_PER_USD
 
 
 def ceil_div(numerator: int, denominator: int) -> int:

@@ -13,7 +13,7 @@ import orjson
 from ai_service.auth import Principal
 from ai_service.billing import ledger, tokens
 from ai_service.billing.catalog import Resolved
-from ai_service.billing.money import nano_to_usd, usd_str
+from ai_service.billing.money import usd_float, usd_str
 from ai_service.billing.pricing import Charge, charge
 from ai_service.errors import ServiceError
 from ai_service.providers.base import Usage
@@ -139,7 +139,7 @@ class Call:
     def cost_fields(self, usage: Usage) -> tuple[float, str]:
         """`usage.cost` (USD, as OpenRouter gives it) and the `X-Request-Cost` header value."""
         nano = self.bill(usage).cost
-        return float(nano_to_usd(nano)), usd_str(nano)
+        return usd_float(nano), usd_str(nano)
 
     async def settle(self, s: ledger.Settlement, answer: bytes | None = None) -> None:
         """Settle the request once: release, charge, log row, ledger row, in one transaction."""
