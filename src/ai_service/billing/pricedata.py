@@ -118,8 +118,20 @@ class GenaiSchedule:
         ]
         self._tiers = frozenset(v.tier for v in self.variants)
         self._cache: dict[str | None, tuple[dt.datetime, list[Rates]]] = {}
+        self._applied: dict[tuple[dt.datetime, str | None], Applied] = {}
 
     def applied(self, when: dt.datetime, service_tier: str | None) -> Applied:
+        """The rates in force at `when` for `service_tier`, kept per minute (the price
+        data's dates and hours change on whole minutes)."""
+        key = (when.replace(second=0, microsecond=0), service_tier)
+        found = self._applied.get(key)
+        if found is None:
+            if len(self._applied) > 256:
+                self._applied.clear()
+            found = self._applied[key] = self._resolve(key[0], service_tier)
+        return found
+
+    def _resolve(self, when: dt.datetime, service_tier: str | None) -> Applied:
         constraint, values = self.periods[0]
         for candidate in reversed(self.periods):
             if active(candidate[0], when):
