@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_service.billing import pricedata
-from ai_service.billing.pricing import ANY_TIER, Price, Rate, Rates, utcnow
+from ai_service.billing.pricing import ANY_TIER, Price, Rate, utcnow
 from ai_service.errors import InvalidRequestError
 from ai_service.storage.models import ApiModel, ApiModelAlias, ApiPriceData
 
@@ -383,23 +383,4 @@ async def sync(session: AsyncSession, content: str, source: str) -> dict[str, An
         "source": row.source,
         "models": counts,
         "rounded_up": {k: v for k, v in inexact.items() if v},
-    }
-
-
-def rates_view(rates: Rates) -> dict[str, Any]:
-    """Rates as JSON (micro-USD per 1M tokens, tiers as [start, rate])."""
-
-    def one(rate: Rate | None) -> Any:
-        if rate is None:
-            return None
-        if not rate.tiers:
-            return rate.base
-        return {"base": rate.base, "tiers": [list(t) for t in rate.tiers]}
-
-    return {
-        "input": one(rates.input),
-        "cache_read": one(rates.cache_read),
-        "cache_write": one(rates.cache_write),
-        "cache_write_1h": one(rates.cache_write_1h),
-        "output": one(rates.output),
     }

@@ -146,14 +146,6 @@ class Price:
     flagged: bool = False
     deprecated: bool = False
 
-    @property
-    def cache_read_rate(self) -> int:
-        return self.input if self.cached_input is None else self.cached_input
-
-    @property
-    def cache_write_rate(self) -> int:
-        return self.input if self.cache_write is None else self.cache_write
-
     def plan(self) -> Schedule:
         """The schedule the cost is computed from (a flat one for a flat price)."""
         if self.schedule is not None:
