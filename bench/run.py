@@ -44,15 +44,20 @@ class Bench:
     load_core: int | None
     tmp: Path
     src: Path | None  # the ai_service sources to run (None: the installed package)
+    baseline: tuple[str, Path] | None = None  # (label suffix, sources) of --baseline
 
-    def gateway(self, kind: str, label: str, workers: int = 1) -> TargetFactory:
+    def gateway(
+        self, kind: str, label: str, workers: int = 1, src: Path | None = None
+    ) -> TargetFactory:
+        src = src or self.src
+
         @contextlib.contextmanager
         def start() -> Iterator[targets.Target]:
             with targets.database(kind, self.tmp) as (url, pg_name):
-                key = targets.prepare(url, self.upstream, self.tmp, self.src)
+                key = targets.prepare(url, self.upstream, self.tmp, src)
                 with targets.ai_service(
                     label, url, pg_name, key, self.upstream, self.server_core, self.tmp,
-                    self.src, workers=workers,
+                    src, workers=workers,
                 ) as target:  # fmt: skip
                     yield target
 
@@ -115,10 +120,13 @@ class Bench:
                     return targets.bare_proxy(self.upstream, self.server_core, self.tmp)
 
                 steps.append((report.BARE, bare, False))
-            elif key == "pg":
-                steps.append((report.PG, self.gateway("pg", report.PG), False))
-            elif key == "sqlite":
-                steps.append((report.SQLITE, self.gateway("sqlite", report.SQLITE), False))
+            elif key in ("pg", "sqlite"):
+                label = report.PG if key == "pg" else report.SQLITE
+                steps.append((label, self.gateway(key, label), False))
+                if self.baseline is not None:  # the same gateway at the baseline revision
+                    suffix, src = self.baseline
+                    other = f"{label} {suffix}"
+                    steps.append((other, self.gateway(key, other, src=src), False))
             elif key == "pg-workers" and workers > 1:
                 label = f"ai-service[pg] {workers} workers"
                 steps.append((label, self.gateway("pg", label, workers), True))
@@ -126,8 +134,12 @@ class Bench:
 
 
 @contextlib.contextmanager
-def bench(ref: str | None) -> Iterator[tuple[Bench, str | None]]:
-    """The fake upstream and the sources to run; yields the bench and the commit of `ref`."""
+def bench(ref: str | None, baseline: str | None = None) -> Iterator[tuple[Bench, str | None]]:
+    """The fake upstream and the sources to run; yields the bench and the commit of `ref`.
+
+    With `baseline`, the gateway rows also run that revision's sources, interleaved
+    with the others in every round (a paired before/after in one run).
+    """
     server, load = procs.cores()
     procs.pin([0], load)  # this process (mostly idle) stays off the server's core
     with tempfile.TemporaryDirectory(prefix="ai-bench-") as tmp_name:
@@ -136,8 +148,12 @@ def bench(ref: str | None) -> Iterator[tuple[Bench, str | None]]:
             src, commit = targets.export_source(ref, tmp / "source")
         else:
             src, commit = targets.snapshot_source(tmp / "source"), None
+        old: tuple[str, Path] | None = None
+        if baseline is not None:
+            old_src, old_commit = targets.export_source(baseline, tmp / "baseline")
+            old = (f"@{old_commit[:7]}", old_src)
         with targets.fake_upstream(load, tmp) as upstream:
-            yield Bench(upstream, server, load, tmp, src), commit
+            yield Bench(upstream, server, load, tmp, src, old), commit
 
 
 def measure(
@@ -213,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS))
     parser.add_argument("--workers", type=int, default=2, help="workers of the extra row")
     parser.add_argument("--ref", help="bench this git revision's src/ (e.g. HEAD)")
+    parser.add_argument(
+        "--baseline", help="also run the gateway rows at this revision, interleaved (before/after)"
+    )
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/...)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--profile", nargs="?", const="json-c64", metavar="SCENARIO")
@@ -244,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [k for k in chosen if k not in ("pg", "pg-workers")]
 
     started = time.monotonic()
-    with bench(args.ref) as (b, commit):
+    with bench(args.ref, args.baseline) as (b, commit):
         if b.server_core is None:
             print(
                 "warning: fewer than 2 CPUs: nothing is pinned; CPU per request is still measured"

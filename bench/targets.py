@@ -25,6 +25,7 @@ from bench import procs
 UPSTREAM_KEY = "sk-bench-upstream"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 COMMIT_MS: dict[str, float | None] = {}  # database -> measured commit latency
+GATEWAY_PREFIX = "BENCH_GATEWAY_"
 PROVIDER_PREFIXES = ("OPENAI_", "ANTHROPIC_", "MISTRAL_", "TOGETHER_", "DEEPSEEK_", "AI_SERVICE_")
 
 
@@ -117,6 +118,12 @@ def gateway_env(database_url: str, upstream: Upstream, src: Path | None) -> dict
         AI_SERVICE_LOG_LEVEL="warning",
         OPENAI_API_KEY=UPSTREAM_KEY,
         OPENAI_BASE_URL=upstream.origin + "/v1",
+    )
+    # BENCH_GATEWAY_<NAME>=value sets <NAME> for the gateways (e.g. a setting to compare)
+    env.update(
+        (k.removeprefix(GATEWAY_PREFIX), v)
+        for k, v in os.environ.items()
+        if k.startswith(GATEWAY_PREFIX)
     )
     return env
 
