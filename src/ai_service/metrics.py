@@ -36,7 +36,7 @@ from prometheus_client import (
 )
 
 from ai_service.billing.ledger import Outcome, Settlement
-from ai_service.billing.money import nano_to_usd
+from ai_service.billing.money import usd_float
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -203,11 +203,9 @@ class Metrics:
             if count:
                 self.child(self.tokens, provider, model, kind).inc(count)
         if outcome.charged:
-            self.child(self.spend, provider, model).inc(float(nano_to_usd(outcome.charged)))
+            self.child(self.spend, provider, model).inc(usd_float(outcome.charged))
         if outcome.uncollected:
-            self.child(self.uncollected, provider, model).inc(
-                float(nano_to_usd(outcome.uncollected))
-            )
+            self.child(self.uncollected, provider, model).inc(usd_float(outcome.uncollected))
         if s.status == "error":
             self.child(self.upstream_errors, provider, upstream_error_kind(s.http_status)).inc()
 

@@ -16,6 +16,7 @@ exceeds the tier's start.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
@@ -117,18 +118,20 @@ class GenaiSchedule:
             if _tier_only(v)
         ]
         self._tiers = frozenset(v.tier for v in self.variants)
-        self._cache: dict[str | None, tuple[dt.datetime, list[Rates]]] = {}
-        self._applied: dict[tuple[dt.datetime, str | None], Applied] = {}
+        self._cache: dict[str | None, tuple[int, list[Rates]]] = {}
+        self._applied: dict[tuple[int, str | None], Applied] = {}
 
-    def applied(self, when: dt.datetime, service_tier: str | None) -> Applied:
-        """The rates in force at `when` for `service_tier`, kept per minute (the price
-        data's dates and hours change on whole minutes)."""
-        key = (when.replace(second=0, microsecond=0), service_tier)
+    def applied(self, when: dt.datetime | None, service_tier: str | None) -> Applied:
+        """The rates in force at `when` (None: now) for `service_tier`, kept per minute
+        (the price data's dates and hours change on whole minutes)."""
+        minute = _minute(when)
+        key = (minute, service_tier)
         found = self._applied.get(key)
         if found is None:
             if len(self._applied) > 256:
                 self._applied.clear()
-            found = self._applied[key] = self._resolve(key[0], service_tier)
+            at = dt.datetime.fromtimestamp(minute * 60, dt.UTC)
+            found = self._applied[key] = self._resolve(at, service_tier)
         return found
 
     def _resolve(self, when: dt.datetime, service_tier: str | None) -> Applied:
@@ -156,16 +159,18 @@ class GenaiSchedule:
             service_tier=tier_used or service_tier,
         )
 
-    def possible(self, now: dt.datetime, service_tier: str | None) -> Iterable[Rates]:
+    def possible(self, now: dt.datetime | None, service_tier: str | None) -> Iterable[Rates]:
         """The standard rates, and those of the service tier asked for, at every moment
         of the next day. A request that asks no tier (or `auto` / `default`) is bounded
         at the standard rates; should the provider serve it at a dearer tier all the
         same, the settlement charges what the provider reports."""
-        minute = now.replace(second=0, microsecond=0)
+        minute = _minute(now)
         asked = service_tier if service_tier in self._tiers or service_tier == ANY_TIER else None
         cached = self._cache.get(asked)
         if cached is not None and cached[0] == minute:
             return cached[1]
+        if now is None:
+            now = dt.datetime.now(dt.UTC)
         if asked == ANY_TIER:
             tiers: list[str | None] = [None, *sorted(self._tiers)]
         else:
@@ -178,6 +183,11 @@ class GenaiSchedule:
                     found.append(rates)
         self._cache[asked] = (minute, found)
         return found
+
+
+def _minute(when: dt.datetime | None) -> int:
+    """The minute of `when` (None: now) since the epoch."""
+    return int((time.time() if when is None else when.timestamp()) // 60)
 
 
 def _tier_only(variant: PriceVariant) -> bool:

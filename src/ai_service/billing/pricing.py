@@ -62,6 +62,12 @@ class Rates:
     cache_read: Rate | None = None
     cache_write: Rate | None = None
     cache_write_1h: Rate | None = None
+    # the rate of each kind of token (`KINDS`' order) when no rate is tiered, else None
+    _flat: tuple[int, ...] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not any(rate.tiers for rate in self.kinds()):
+            object.__setattr__(self, "_flat", tuple(rate.base for rate in self.kinds()))
 
     def read(self) -> Rate:
         return self.input if self.cache_read is None else self.cache_read
@@ -75,13 +81,30 @@ class Rates:
             return self.cache_write_1h
         return self.write()
 
+    def kinds(self) -> tuple[Rate, Rate, Rate, Rate, Rate]:
+        """The rate of each kind of token, in the order of `KINDS`."""
+        return (self.input, self.read(), self.write(), self.write_1h(), self.output)
+
+    def at(self, prompt_tokens: int) -> tuple[int, ...]:
+        """The rate of each kind of token (`KINDS`' order) for a prompt of this length."""
+        flat = self._flat
+        if flat is not None:
+            return flat
+        return tuple(rate.at(prompt_tokens) for rate in self.kinds())
+
+    def tier(self, prompt_tokens: int) -> int | None:
+        """The start of the highest tier a prompt of this length reaches (None: base rates)."""
+        if self._flat is not None:
+            return None
+        tiers = [rate.tier(prompt_tokens) for rate in self.kinds()]
+        return max((t for t in tiers if t is not None), default=None)
+
     def dearest_input(self, prompt_tokens: int) -> int:
-        return max(
-            self.input.at(prompt_tokens),
-            self.read().at(prompt_tokens),
-            self.write().at(prompt_tokens),
-            self.write_1h().at(prompt_tokens),
-        )
+        return max(self.at(prompt_tokens)[:4])
+
+
+# the kinds of token a request is billed for, in the order of `Rates.kinds()`
+KINDS = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +123,13 @@ ANY_TIER = "*"
 class Schedule(Protocol):
     """Where a model's rates come from (the price data, or an operator's flat override)."""
 
-    def applied(self, when: dt.datetime, service_tier: str | None) -> Applied: ...
+    def applied(self, when: dt.datetime | None, service_tier: str | None) -> Applied:
+        """The rates a request billed at `when` (None: now) for `service_tier` pays."""
+        ...
 
-    def possible(self, now: dt.datetime, service_tier: str | None) -> Iterable[Rates]:
-        """Every set of rates a request starting `now`, asking `service_tier`, may be billed at.
-
-        `ANY_TIER` asks for the rates of every service tier.
+    def possible(self, now: dt.datetime | None, service_tier: str | None) -> Iterable[Rates]:
+        """Every set of rates a request starting `now` (None: now), asking `service_tier`,
+        may be billed at. `ANY_TIER` asks for the rates of every service tier.
         """
         ...
 
@@ -113,11 +137,15 @@ class Schedule(Protocol):
 @dataclass(frozen=True, slots=True)
 class FlatSchedule:
     rates: Rates
+    _applied: Applied = field(init=False, repr=False, compare=False)
 
-    def applied(self, when: dt.datetime, service_tier: str | None) -> Applied:  # noqa: ARG002
-        return Applied(self.rates)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_applied", Applied(self.rates))
 
-    def possible(self, now: dt.datetime, service_tier: str | None) -> Iterable[Rates]:  # noqa: ARG002
+    def applied(self, when: dt.datetime | None, service_tier: str | None) -> Applied:  # noqa: ARG002
+        return self._applied
+
+    def possible(self, now: dt.datetime | None, service_tier: str | None) -> Iterable[Rates]:  # noqa: ARG002
         return (self.rates,)
 
 
@@ -204,26 +232,23 @@ class Charge:
 
 def charge(usage: Usage, price: Price, when: dt.datetime | None = None) -> Charge:
     """The cost of `usage` billed at `when` (now by default), with its breakdown."""
-    applied = price.plan().applied(when or utcnow(), usage.service_tier)
+    applied = price.plan().applied(when, usage.service_tier)
     rates = applied.rates
     prompt = usage.prompt_tokens
     one_hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
-    kinds = (
-        ("input", usage.input_tokens, rates.input),
-        ("cache_read", usage.cache_read_tokens, rates.read()),
-        ("cache_write", usage.cache_write_tokens - one_hour, rates.write()),
-        ("cache_write_1h", one_hour, rates.write_1h()),
-        ("output", usage.output_tokens, rates.output),
+    counts = (
+        usage.input_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens - one_hour,
+        one_hour,
+        usage.output_tokens,
     )
     parts: dict[str, tuple[int, int, int]] = {}
     total = 0
-    for kind, tokens, rate in kinds:
-        value = rate.at(prompt)
+    for kind, tokens, value in zip(KINDS, counts, rates.at(prompt), strict=True):
         parts[kind] = (tokens, value, tokens * value)
         total += tokens * value
-    tiers = [r.tier(prompt) for _, _, r in kinds]
-    tier = max((t for t in tiers if t is not None), default=None)
-    return Charge(ceil_div(total, PICO_PER_NANO), total, applied, tier, parts)
+    return Charge(ceil_div(total, PICO_PER_NANO), total, applied, rates.tier(prompt), parts)
 
 
 def cost_pico(usage: Usage, price: Price) -> int:
@@ -242,11 +267,10 @@ def worst_case(
     """Upper bound in nano-USD: every prompt token and the full output at the dearest rates
     the request can be billed at (its prompt's tier, the standard rate or the service tier
     it asks for, any time of day)."""
-    pico = max(
-        prompt_tokens * rates.dearest_input(prompt_tokens)
-        + output_tokens * rates.output.at(prompt_tokens)
-        for rates in price.plan().possible(utcnow(), service_tier)
-    )
+    pico = 0
+    for rates in price.plan().possible(None, service_tier):
+        values = rates.at(prompt_tokens)
+        pico = max(pico, prompt_tokens * max(values[:4]) + output_tokens * values[4])
     return ceil_div(pico, PICO_PER_NANO)
 
 
@@ -255,11 +279,12 @@ def affordable_output(
 ) -> int:
     """The largest output limit whose worst case fits in `available` nano-USD."""
     best: int | None = None
-    for rates in price.plan().possible(utcnow(), service_tier):
-        budget = available * PICO_PER_NANO - prompt_tokens * rates.dearest_input(prompt_tokens)
+    for rates in price.plan().possible(None, service_tier):
+        values = rates.at(prompt_tokens)
+        budget = available * PICO_PER_NANO - prompt_tokens * max(values[:4])
         if budget < 0:
             return -1
-        output = rates.output.at(prompt_tokens)
+        output = values[4]
         fits = price.max_output if output == 0 else budget // output
         best = fits if best is None else min(best, fits)
     return price.max_output if best is None else best

@@ -152,7 +152,9 @@ def _reserve_open(conn: sqlite3.Connection, user_id: int, amount: int, row: dict
 def _settle(
     conn: sqlite3.Connection, request_id: str, user_id: int, reserved: int, s: Settlement
 ) -> Outcome:
-    charged, uncollected = collect(s.cost, reserved, _available(conn, user_id))
+    # the balance outside the reservation matters only for a cost beyond the reservation
+    available = 0 if s.cost <= reserved else _available(conn, user_id)
+    charged, uncollected = collect(s.cost, reserved, available)
     now = _stamp(utcnow())
     done = conn.execute(SETTLE, (*s.outcome(), uncollected, now, request_id, user_id)).rowcount
     if done != 1:
