@@ -201,18 +201,39 @@ SELECT request_id, charged, uncollected FROM r
 """
 
 
+# Statements of each kind in flight at once. With durable commits a statement holds
+# the locks of its balance rows until its commit is flushed, so statements in flight
+# together mostly wait for each other's flush on the busiest balance, each with a
+# smaller group: one at a time is fastest (one user, 64 concurrent requests: 4 in
+# flight took 0.29 transactions and 0.21 ms of database CPU per request, 1 in flight
+# 0.13 and 0.12 ms, at twice the throughput). Unflushed commits release the locks at
+# once, and then 4 in flight keep the gateway busier.
+DURABLE_INFLIGHT = 1
+ASYNC_INFLIGHT = 4
+
+
 class PgLedger(SqlLedger):
     """PostgreSQL: one statement a reservation and one a settlement, over asyncpg."""
 
-    def __init__(self, engine: AsyncEngine, pool: Connections, group: bool = True) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        pool: Connections,
+        group: bool = True,
+        inflight: int = DURABLE_INFLIGHT,
+    ) -> None:
         super().__init__(engine)
         self.pool = pool
         size = 64 if group else 1
         self._reservations: Batcher[Reservation, bool] = Batcher(
-            self._reserve_one, self._reserve_many, lambda r: r[2]["request_id"], size=size
+            self._reserve_one,
+            self._reserve_many,
+            lambda r: r[2]["request_id"],
+            size=size,
+            inflight=inflight,
         )
         self._settlements: Batcher[Closing, Outcome] = Batcher(
-            self._settle_one, self._settle_many, lambda c: c[0], size=size
+            self._settle_one, self._settle_many, lambda c: c[0], size=size, inflight=inflight
         )
 
     @classmethod
@@ -220,7 +241,8 @@ class PgLedger(SqlLedger):
         cls, engine: AsyncEngine, dsn: str, size: int, synchronous_commit: bool, group: bool
     ) -> PgLedger:
         settings = {"synchronous_commit": "on" if synchronous_commit else "off"}
-        return cls(engine, Connections(dsn, size, settings), group)
+        inflight = DURABLE_INFLIGHT if synchronous_commit else ASYNC_INFLIGHT
+        return cls(engine, Connections(dsn, size, settings), group, inflight)
 
     async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
         return await self._reservations.submit((user_id, amount, row))
