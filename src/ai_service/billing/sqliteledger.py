@@ -1,19 +1,26 @@
-"""The ledger on SQLite: one thread hop per operation.
+"""The ledger on SQLite: one thread hop and one commit for every operation waiting.
 
-Each reservation or settlement runs as one `BEGIN IMMEDIATE ... COMMIT` on a
-plain `sqlite3` connection owned by a single worker thread, instead of one
-thread hop per statement through the async driver. `BEGIN IMMEDIATE` takes
-the database's write lock first, so the balance read inside is the locked
-one; several processes may share the file (the busy timeout makes writers
-queue). The statements are generated from the column lists of `ledger`
+Reservations and settlements run on a plain `sqlite3` connection owned by a
+single worker thread, instead of one thread hop per statement through the
+async driver. Operations that arrive while the thread is busy wait in a queue;
+the thread then runs all of them in one `BEGIN IMMEDIATE ... COMMIT` (group
+commit), each inside a savepoint of its own, so one operation's error rolls
+back that operation only, and hands every outcome back to the event loop at
+once. Nothing is acknowledged before the commit that carries it. `BEGIN
+IMMEDIATE` takes the database's write lock first, so the balance read inside
+is the locked one; several processes may share the file (the busy timeout
+makes writers queue). The statements are generated from the column lists of `ledger`
 (`OPENING`, `OUTCOME`) and apply its rule of collection (`ledger.collect`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,6 +85,9 @@ def _stamp(moment: dt.datetime) -> str:
 SQLITE_SYNCHRONOUS = "NORMAL"
 
 
+Work = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+
+
 class SqliteLedger(SqlLedger):
     def __init__(self, engine: AsyncEngine, path: str) -> None:
         super().__init__(engine)
@@ -85,6 +95,9 @@ class SqliteLedger(SqlLedger):
         self._path = path
         self._synchronous = SQLITE_SYNCHRONOUS
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._queue: list[Work] = []  # guarded by _lock
+        self._draining = False  # guarded by _lock: the worker owns the queue
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -99,31 +112,80 @@ class SqliteLedger(SqlLedger):
     async def _run(self, work: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
-    def _transaction(self, work: Any, *args: Any) -> Any:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+    async def _transaction(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(conn, *args)` in a committed transaction, shared with the others waiting.
+
+        A caller that is cancelled does not stop its work: it may still commit.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._queue.append((work, args, future))
+            start = not self._draining
+            self._draining = True
+        if start:
+            loop.run_in_executor(self._executor, self._drain, loop)
+        return await future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker thread: commit every queued operation, a group at a time, until none is left."""
+        while True:
+            with self._lock:
+                group, self._queue = self._queue, []
+                if not group:
+                    self._draining = False
+                    return
+            outcomes = self._commit(group)
+            try:
+                loop.call_soon_threadsafe(_deliver, outcomes)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                with self._lock:
+                    self._draining = False
+                return
+
+    def _commit(self, group: list[Work]) -> list[tuple[asyncio.Future[Any], Any, bool]]:
+        """One transaction for `group`: (future, result or exception, failed) of each."""
+        done: list[tuple[asyncio.Future[Any], Any, bool]] = []
         try:
-            result = work(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for work, args, future in group:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        done.append((future, work(conn, *args), False))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        done.append((future, exc, True))
+                    conn.execute("RELEASE op")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except Exception as exc:  # nothing of the group committed
+            self._discard()
+            return [(future, exc, True) for _, _, future in group]
+        return done
+
+    def _discard(self) -> None:
+        """Close the connection after a failed transaction: the next group opens a fresh one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
-        return bool(await self._run(self._transaction, _reserve_open, user_id, amount, row))
+        return bool(await self._transaction(_reserve_open, user_id, amount, row))
 
     async def available(self, user_id: int) -> int:
-        return int(await self._run(self._transaction, _available, user_id))
+        return int(await self._transaction(_available, user_id))
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
     ) -> Outcome:
         if also is not None:
             return await super().settle(request_id, user_id, reserved, s, also)
-        outcome: Outcome = await self._run(
-            self._transaction, _settle, request_id, user_id, reserved, s
-        )
+        outcome: Outcome = await self._transaction(_settle, request_id, user_id, reserved, s)
         return outcome
 
     async def close(self) -> None:
@@ -134,6 +196,17 @@ class SqliteLedger(SqlLedger):
 
         await self._run(shut)
         self._executor.shutdown(wait=True)
+
+
+def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
+    """Event loop: hand each operation of a committed (or failed) group its outcome."""
+    for future, value, failed in outcomes:
+        if future.done():  # its caller was cancelled
+            continue
+        if failed:
+            future.set_exception(value)
+        else:
+            future.set_result(value)
 
 
 def _available(conn: sqlite3.Connection, user_id: int) -> int:
