@@ -198,7 +198,9 @@ class Ledger(Protocol):
 
     async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool: ...
 
-    async def available(self, user_id: int) -> int: ...
+    async def spendable(self, user_id: int) -> int | None:
+        """The balance a reservation may take now; None for a disabled (or removed) user."""
+        ...
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
