@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from pydantic import BeforeValidator
 
 from ai_service.auth import Principal, key_from_headers
+from ai_service.services import usage
 from ai_service.state import AppState
 
 
@@ -32,3 +35,16 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def request_id(request: Request) -> str:
     value: str = request.scope["state"]["request_id"]
     return value
+
+
+# every route's `since` / `until`, read by the one rule of `usage.parse_time` (400 if bad)
+Since = Annotated[
+    dt.datetime | None,
+    BeforeValidator(usage.parse_time),
+    Query(description=f"from (inclusive); {usage.TIME_HELP}"),
+]
+Until = Annotated[
+    dt.datetime | None,
+    BeforeValidator(usage.parse_time),
+    Query(description=f"to (exclusive); {usage.TIME_HELP}"),
+]

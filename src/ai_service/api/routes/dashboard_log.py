@@ -25,13 +25,16 @@ FILTERS = ("user", "provider", "model", "status", "since", "until")
 
 
 def parse_day(text: str, param: str) -> dt.datetime | None:
-    """A `YYYY-MM-DD` form field as midnight UTC. Raises `InvalidRequestError`."""
-    if not text:
-        return None
+    """A `YYYY-MM-DD` form field as midnight UTC (by `usage.parse_time`).
+
+    Raises `InvalidRequestError`.
+    """
     try:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+        return usage.parse_time(text)
     except ValueError as exc:
-        raise InvalidRequestError(f"'{param}' must be a date (YYYY-MM-DD).", param=param) from exc
+        raise InvalidRequestError(
+            f"'{param}' must be a date (YYYY-MM-DD) from 1900 to 9998.", param=param
+        ) from exc
 
 
 @router.get(BASE + "/requests", response_model=None)
