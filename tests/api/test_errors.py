@@ -121,6 +121,21 @@ BAD_BODIES: list[tuple[str, bytes, str | None]] = [
         "stream",
     ),
     (
+        "content part nested 300 deep",
+        b'{"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": [{"type": "text",'
+        b' "text": "x", "extra": ' + b"[" * 300 + b"]" * 300 + b"}]}]}",
+        None,
+    ),
+    (
+        "tool schema nested 1000 deep",
+        b'{"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "x"}], "tools": '
+        + b'{"a": ' * 1000
+        + b"1"
+        + b"}" * 1000
+        + b"}",
+        None,
+    ),
+    (
         "negative max_tokens",
         b'{"model": "gpt-5.4-mini", "max_tokens": -1, "messages": [{"role": "user", "content": "x"}]}',
         "max_tokens",
