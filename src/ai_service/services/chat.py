@@ -82,6 +82,7 @@ async def chat(
             state.engine,
             principal.user_id,
             key,
+            provider,
             raw,
             request_id,
             call.stream,
