@@ -33,7 +33,14 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def request_id(request: Request) -> str:
+    """The gateway's id of this request (its row's `request_id`, echoed as `X-Request-ID`)."""
     value: str = request.scope["state"]["request_id"]
+    return value
+
+
+def client_request_id(request: Request) -> str | None:
+    """The client's own valid `X-Request-ID`, if it sent one."""
+    value: str | None = request.scope["state"]["client_request_id"]
     return value
 
 

@@ -87,6 +87,7 @@ KEPT_WHEN_NONE = frozenset({"model", "provider"})  # a None keeps the row's valu
 # The fields of a new `pending` row the caller gives (`Call.row()`), with their PostgreSQL types.
 OPENING: tuple[tuple[str, str], ...] = (
     ("request_id", "text"),
+    ("client_request_id", "text"),
     ("key_id", "bigint"),
     ("provider", "text"),
     ("requested_model", "text"),

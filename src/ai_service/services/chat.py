@@ -53,9 +53,12 @@ async def chat(
     raw: bytes,
     request_id: str,
     idempotency_key: str | None = None,
+    client_request_id: str | None = None,
 ) -> Response:
     """Serve one chat completion. Raises `ServiceError` before any byte is sent."""
-    call = Call.start(state, principal, provider, request_id, redact(raw, secret))
+    call = Call.start(
+        state, principal, provider, request_id, redact(raw, secret), client_request_id
+    )
     settings = state.settings
     try:
         body = parse_body(raw)

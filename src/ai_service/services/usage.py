@@ -157,6 +157,7 @@ def request_view(
     return {
         "id": row.id,
         "request_id": row.request_id,
+        "client_request_id": row.client_request_id,
         "created_at": _iso(row.created_at),
         "user": user,
         "key_prefix": key_prefix,
