@@ -48,3 +48,29 @@ def test_request_log_dates_out_of_range_are_400(
     assert r.status_code == 400, r.text[:300]
     assert "must be a date" in r.text
     assert "Traceback" not in r.text
+
+
+def test_form_posts_need_the_dashboards_own_origin(
+    admin_gateway: Gateway, operator: httpx.Client
+) -> None:
+    admin_gateway.create_user("alice", "1")
+    url = admin_gateway.url
+    scheme_swapped = url.replace("http://", "https://")
+    for origin in (None, scheme_swapped, "http://evil.example", "null"):
+        headers = {} if origin is None else {"Origin": origin}
+        r = operator.post("/ai/admin/users/alice/topup", data={"amount": "5"}, headers=headers)
+        assert r.status_code == 403, (origin, r.status_code)
+        assert "Cross-site" in r.text
+    assert admin_gateway.balance("alice") == (1_000_000_000, 0)
+    r = operator.post("/ai/admin/users/alice/topup", data={"amount": "5"}, headers={"Origin": url})
+    assert r.status_code == 303
+    assert admin_gateway.balance("alice") == (6_000_000_000, 0)
+
+
+def test_signing_in_needs_the_dashboards_own_origin(admin_gateway: Gateway) -> None:
+    for headers in ({}, {"Origin": admin_gateway.url.replace("http://", "https://")}):
+        r = httpx.post(
+            admin_gateway.url + "/ai/admin/login", data={"key": ADMIN_KEY}, headers=headers
+        )
+        assert r.status_code == 403
+        assert "set-cookie" not in r.headers

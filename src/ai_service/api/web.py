@@ -4,7 +4,8 @@ Pages are server-rendered Jinja2 (autoescaped) with a little JavaScript from
 `static/` (Chart.js, vendored; nothing from a CDN). Every page is sent with a
 strict Content-Security-Policy and `Cache-Control: no-store` (a new key is on
 one of them). Form posts are accepted only from a signed-in session, whose
-cookie is `SameSite=Strict`, and only from the dashboard's own origin.
+cookie is `SameSite=Strict`, and only with an `Origin` header naming the
+dashboard's own origin (scheme, host and port).
 """
 
 from __future__ import annotations
@@ -143,12 +144,21 @@ def gate(request: Request) -> Response | None:
 
 
 def same_origin(request: Request) -> bool:
-    """Whether a form post comes from this site (no `Origin` header counts as same)."""
+    """Whether a form post comes from the dashboard's own origin: scheme, host and port.
+
+    A post without an `Origin` header (or with `null`) is refused: every
+    browser the dashboard supports sends one on a form post. Behind a proxy
+    that ends TLS, the scheme is the one the proxy forwards (`X-Forwarded-Proto`
+    from an address in uvicorn's `FORWARDED_ALLOW_IPS`).
+    """
     origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    host = request.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    host = request.headers.get("host")
+    if not origin or not host:
+        return False
+    given = urlsplit(origin.lower())
+    return (given.scheme, given.netloc) == (request.url.scheme, host.lower()) and not (
+        given.path or given.query or given.username
+    )
 
 
 async def read_form(request: Request) -> dict[str, str]:
