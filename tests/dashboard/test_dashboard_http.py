@@ -74,3 +74,29 @@ def test_signing_in_needs_the_dashboards_own_origin(admin_gateway: Gateway) -> N
         )
         assert r.status_code == 403
         assert "set-cookie" not in r.headers
+
+
+def test_signing_out_ends_the_session_on_the_server(
+    admin_gateway: Gateway, operator: httpx.Client
+) -> None:
+    stolen = operator.cookies["ai_service_admin"]
+    with httpx.Client(base_url=admin_gateway.url, timeout=30) as other:
+        r = other.post(
+            "/ai/admin/login", data={"key": ADMIN_KEY}, headers={"Origin": admin_gateway.url}
+        )
+        assert r.status_code == 303
+        assert operator.get("/ai/admin/users").status_code == 200
+        r = operator.post("/ai/admin/logout", headers={"Origin": admin_gateway.url})
+        assert r.status_code == 303
+        # the cookie's value, replayed after the sign-out, no longer opens anything
+        with httpx.Client(base_url=admin_gateway.url, timeout=30) as replay:
+            replay.cookies.set("ai_service_admin", stolen, path="/ai/admin")
+            r = replay.get("/ai/admin/users")
+            assert r.status_code == 303
+            assert r.headers["location"].startswith("/ai/admin/login")
+            r = replay.post(
+                "/ai/admin/users", data={"name": "mallory"}, headers={"Origin": admin_gateway.url}
+            )
+            assert r.status_code == 303 and "/login" in r.headers["location"]
+        # another session is its own: it is still signed in
+        assert other.get("/ai/admin/users").status_code == 200

@@ -21,9 +21,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ai_service import __version__
-from ai_service.api.admin_auth import COOKIE, configured_key, valid_session
+from ai_service.api.admin_auth import COOKIE, configured_key, session_of
+from ai_service.api.deps import get_state
 from ai_service.billing.money import nano_to_usd, usd_to_nano
 from ai_service.errors import PermissionDeniedError, ServiceError
+from ai_service.services import sessions
 
 BASE = "/ai/admin"
 MAX_FORM_BYTES = 64 * 1024
@@ -121,11 +123,11 @@ def error_page(request: Request, exc: ServiceError) -> HTMLResponse:
     return render(request, "error.html", exc.status, message=exc.message, status=exc.status)
 
 
-def gate(request: Request) -> Response | None:
+async def gate(request: Request) -> Response | None:
     """None for a signed-in operator; otherwise the response to send instead.
 
     With no admin key configured the dashboard is closed (404); without a
-    valid session the operator is sent to the sign-in page.
+    valid cookie of a session still open the operator is sent to the sign-in page.
     """
     key = configured_key(request)
     if key is None:
@@ -137,7 +139,8 @@ def gate(request: Request) -> Response | None:
             message="The dashboard is disabled: AI_SERVICE_ADMIN_KEY is not set.",
             public=True,
         )
-    if valid_session(key, request.cookies.get(COOKIE)):
+    session_id = session_of(key, request.cookies.get(COOKIE))
+    if session_id is not None and await sessions.is_open(get_state(request).engine, session_id):
         return None
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"{BASE}/login?{urlencode({'next': target})}", 303)

@@ -228,3 +228,15 @@ class ApiInstance(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiAdminSession(Base):
+    """A signed-in dashboard session: the SHA-256 of its random id, until it ends.
+
+    Signing out deletes the row, so the cookie stops working on every instance.
+    """
+
+    __tablename__ = "api_admin_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # Unix seconds

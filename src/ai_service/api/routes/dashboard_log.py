@@ -39,7 +39,7 @@ def parse_day(text: str, param: str) -> dt.datetime | None:
 
 @router.get(BASE + "/requests", response_model=None)
 async def requests_page(request: Request, before: int | None = None) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     query = {name: request.query_params.get(name, "").strip() for name in FILTERS}
     page: dict[str, Any] = {"data": [], "has_more": False, "next_before": None}
@@ -84,7 +84,7 @@ async def requests_page(request: Request, before: int | None = None) -> Response
 
 @router.get(BASE + "/requests/{request_id}", response_model=None)
 async def request_page(request: Request, request_id: str) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     try:
         async with get_state(request).sessions() as session:
@@ -113,7 +113,7 @@ async def models_page(
 
 @router.get(BASE + "/models", response_model=None)
 async def show_models(request: Request, done: str | None = None) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     notices = {"price": "Price saved.", "alias": "Alias saved."}
     return await models_page(request, notice=notices.get(done or ""))
@@ -125,7 +125,7 @@ async def save_catalog(
     done: str,
 ) -> Response:
     """Apply a catalog edit from a form, then reload the catalog and show the models page."""
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     state = get_state(request)
     try:
