@@ -30,6 +30,7 @@ from ai_service.api.routes import (
     dashboard_users,
     health,
     models,
+    openapi,
 )
 from ai_service.api.web import make_templates
 from ai_service.auth import KeyStore
@@ -186,9 +187,9 @@ def create_api(settings: Settings) -> FastAPI:
         title="ai-service",
         version=__version__,
         lifespan=build_lifespan(settings),
-        docs_url="/ai/docs",
+        docs_url=None,  # no page that loads Swagger UI; the documents: `routes/openapi.py`
         redoc_url=None,
-        openapi_url="/ai/openapi.json",
+        openapi_url=None,
     )
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(HTTPException, http_error)
@@ -198,7 +199,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error)
     # the admin API and dashboard first: `/ai/admin/models` is not a provider's model list
     admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
-    for module in (*admin_routes, chat, models, account, health):
+    for module in (openapi, *admin_routes, chat, models, account, health):
         app.include_router(module.router)
     static = StaticFiles(packages=[("ai_service", "static")])
     app.mount("/ai/admin/static", static, name="admin-static")

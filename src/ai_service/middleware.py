@@ -1,4 +1,4 @@
-"""A pure ASGI middleware: the request id (echoed as `X-Request-ID`) and response counts.
+"""A pure ASGI middleware: the request ids (the gateway's echoed as `X-Request-ID`) and counts.
 
 Chat requests pass straight through: their endpoint sets the header and
 counts itself, so the frames of a stream cross no extra wrapper.
@@ -27,21 +27,26 @@ def new_request_id() -> str:
 
 
 def request_context(scope: Scope) -> bytes:
-    """Give the request its ids in scope state; returns the id to echo as `X-Request-ID`."""
-    given: bytes | None = None
+    """Give the request its ids in scope state; returns the id to echo as `X-Request-ID`.
+
+    The echoed id is the gateway's own (`request_id`): the one its row and log
+    lines carry. A valid client `X-Request-ID` is kept beside it
+    (`client_request_id`), stored and logged with it.
+    """
+    given: str | None = None
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            given = value if _VALID.match(value) else None
+            given = value.decode() if _VALID.match(value) else None
             break
-    echo = given if given is not None else new_request_id().encode()
+    request_id = new_request_id()
     state = scope.setdefault("state", {})
-    state["request_id"] = new_request_id()
-    state["client_request_id"] = echo.decode()
-    return echo
+    state["request_id"] = request_id
+    state["client_request_id"] = given
+    return request_id.encode()
 
 
 class RequestContextMiddleware:
-    """Takes a valid client `X-Request-ID` or makes one; stores it in scope state."""
+    """Makes the request's id (echoed as `X-Request-ID`), keeps a valid client one beside it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

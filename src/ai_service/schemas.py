@@ -14,11 +14,14 @@ from ai_service.errors import InvalidRequestError
 
 MAX_MODEL = 200
 MAX_CHOICES = 128  # OpenAI's limit of `n`
+# how deep objects and arrays may nest: far beyond any real schema or content, and far
+# below what the JSON encoder re-encoding the body for the upstream accepts (254)
+MAX_DEPTH = 100
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """Decode a JSON object body. Raises `InvalidRequestError`."""
+    """Decode a JSON object body, at most `MAX_DEPTH` levels deep. Raises `InvalidRequestError`."""
     if not raw:
         raise InvalidRequestError("The request body is empty; send a JSON object.")
     try:
@@ -27,7 +30,22 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc.msg}.") from exc
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
+    if too_deep(body, MAX_DEPTH):
+        raise InvalidRequestError(f"The request body is nested more than {MAX_DEPTH} levels deep.")
     return body
+
+
+def too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels (the outermost is level 1)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 def _int_field(body: dict[str, Any], name: str) -> int | None:

@@ -86,9 +86,18 @@ def test_without_an_admin_key_configured_every_route_is_closed(
     assert r.status_code == 404 and "set-cookie" not in r.headers
 
 
-def test_admin_routes_are_in_the_openapi_spec_with_their_security(admin_gateway: Gateway) -> None:
-    spec = httpx.get(admin_gateway.url + "/ai/openapi.json", timeout=30).json()
+def test_admin_routes_are_only_in_the_admin_openapi_document(admin_gateway: Gateway) -> None:
+    url = admin_gateway.url
+    public = httpx.get(url + "/ai/openapi.json", timeout=30).json()["paths"]
+    assert "/ai/account" in public and "/ai/usage" in public
+    assert "/ai/{provider}/chat/completions" in public
+    assert not any(p.startswith("/ai/admin") for p in public)
+    document = url + "/ai/admin/api/openapi.json"
+    for headers in ({}, {"X-Admin-Key": "wrong-key"}):
+        assert_error(httpx.get(document, headers=headers, timeout=30), 401, "authentication_error")
+    spec = httpx.get(document, headers={"X-Admin-Key": ADMIN_KEY}, timeout=30).json()
     paths = spec["paths"]
+    assert all(p.startswith("/ai/admin/api/") for p in paths)
     for method, path, _ in ROUTES:
         documented = "/ai/admin/api" + path.split("?")[0].replace("alice", "{name}")
         documented = documented.replace("ais-whatever", "{prefix}").replace("req_x", "{request_id}")
@@ -103,5 +112,9 @@ def test_admin_routes_are_in_the_openapi_spec_with_their_security(admin_gateway:
         "name": "X-Admin-Key",
         "description": "The operator's key, `AI_SERVICE_ADMIN_KEY`.",
     }
-    assert not any(p.startswith("/ai/admin/") and "/api/" not in p for p in paths)
-    assert "/ai/account" in paths and "/ai/usage" in paths
+
+
+def test_no_documentation_page_loads_a_script_from_elsewhere(admin_gateway: Gateway) -> None:
+    r = httpx.get(admin_gateway.url + "/ai/docs", timeout=30)
+    assert_error(r, 404, "not_found_error")
+    assert "<script" not in r.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.admin.conftest import assert_error, chat
 from tests.support.gateway import Gateway
@@ -52,6 +53,19 @@ def test_set_price_for_a_new_model_with_a_slash_in_its_id(admin: httpx.Client) -
     assert admin.put("/models", json=body).status_code == 200
     rows = admin.get("/models", params={"provider": "llama"}).json()["data"]
     assert any(r["model"] == "acme/Some-Model-7B" for r in rows)
+
+
+@pytest.mark.parametrize("bad", ["1e30", "1e3", "1_000", "1E-1", "2000000", "9" * 30])
+def test_set_price_refuses_what_is_not_a_plain_decimal_or_too_large(
+    admin: httpx.Client, bad: str
+) -> None:
+    base = {"provider": "openai", "model": "gpt-5.4-mini", "input": "1", "output": "2"}
+    for field in ("input", "output", "cached_input", "cache_write", "cache_write_1h"):
+        r = admin.put("/models", json={**base, field: bad})
+        assert_error(r, 400, "invalid_request_error", field)
+    listed = admin.get("/models", params={"provider": "openai"}).json()["data"]
+    mini = next(m for m in listed if m["model"] == "gpt-5.4-mini" and not m["alias_of"])
+    assert mini["input_per_million"] == "0.75"
 
 
 def test_set_price_refuses_bad_input(admin: httpx.Client) -> None:

@@ -39,7 +39,10 @@ def test_an_unpaid_part_of_a_cost_is_shown_to_the_operator(
 
     with httpx.Client(base_url=admin_gateway.url, timeout=30) as browser:
         signed_in = browser.post(
-            "/ai/admin/login", data={"key": ADMIN_KEY, "next": "/ai/admin/"}, follow_redirects=True
+            "/ai/admin/login",
+            data={"key": ADMIN_KEY, "next": "/ai/admin/"},
+            headers={"Origin": admin_gateway.url},  # as a browser sends it
+            follow_redirects=True,
         )
         assert signed_in.status_code == 200
         assert 'id="kpi-uncollected"' in signed_in.text

@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import httpx
+import pytest
 
 from tests.admin.conftest import assert_error, chat
 from tests.fakes.behaviours import ErrorReply
@@ -143,3 +144,16 @@ def test_daily_series_has_every_day_and_groups(
         admin.get("/usage/daily", params={"group_by": "user"}), 400, "invalid_request_error"
     )
     assert_error(admin.get("/usage/daily", params={"days": 0}), 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize("path", ["/requests", "/usage/summary", "/usage/daily"])
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("until", "0001-01-01T00:00:00+14:00"),
+        ("since", "9999-12-31T23:59:59-14:00"),
+        ("until", "0001-01-01T00:00:00Z"),  # the daily series reaches back 30 days from it
+    ],
+)
+def test_times_out_of_range_are_400(admin: httpx.Client, path: str, param: str, value: str) -> None:
+    assert_error(admin.get(path, params={param: value}), 400, "invalid_request_error", param)

@@ -99,7 +99,7 @@ def test_topup_adds_exactly_through_the_ledger(admin_gateway: Gateway, admin: ht
         "invoice 7"
     )
     assert admin_gateway.reconcile() == []
-    for bad in ("0", "-5", "abc", ""):
+    for bad in ("0", "-5", "abc", "", "1e3", "1_000", "1E3", "+1", "Infinity"):
         r = admin.post("/users/alice/topup", json={"amount_usd": bad})
         assert_error(r, 400, "invalid_request_error")
     assert_error(admin.post("/users/alice/topup", json={}), 400, "invalid_request_error")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.support.gateway import Gateway
 
@@ -47,6 +48,41 @@ def test_usage_is_paged_newest_first_and_private(gateway: Gateway) -> None:
     assert all(r["status"] == "ok" for r in first["data"] + rest["data"])
     bobs = httpx.get(gateway.url + "/ai/usage", headers={"X-API-Key": bob}).json()
     assert len(bobs["data"]) == 1
+
+
+# times whose conversion to UTC (or a day's arithmetic on them) leaves the calendar
+OUT_OF_RANGE = [
+    ("until", "0001-01-01T00:00:00+14:00"),
+    ("since", "9999-12-31T23:59:59-14:00"),
+    ("since", "9999-12-31T23:00:00"),
+    ("until", "0001-01-01"),
+    ("since", "not-a-time"),
+]
+
+
+@pytest.mark.parametrize(("param", "value"), OUT_OF_RANGE)
+def test_usage_times_out_of_range_are_400(gateway: Gateway, param: str, value: str) -> None:
+    key = gateway.create_user("alice", "10")
+    r = httpx.get(gateway.url + "/ai/usage", params={param: value}, headers={"X-API-Key": key})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+
+
+@pytest.mark.parametrize(
+    "since", ["2020-01-01", "2020-01-01T00:00:00+14:00", "2020-01-01T00:00:00Z", "1577836800"]
+)
+def test_usage_times_in_iso_8601_or_unix_seconds(gateway: Gateway, since: str) -> None:
+    key = gateway.create_user("alice", "10")
+    assert httpx.post(gateway.url + CHAT, headers={"X-API-Key": key}, json=BODY).status_code == 200
+    r = httpx.get(gateway.url + "/ai/usage", params={"since": since}, headers={"X-API-Key": key})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == 1
+    later = httpx.get(
+        gateway.url + "/ai/usage", params={"until": since}, headers={"X-API-Key": key}
+    )
+    assert later.json()["data"] == []
 
 
 def test_account_needs_a_key(gateway: Gateway) -> None:

@@ -150,7 +150,8 @@ def test_bearer_key_is_accepted_and_request_id_is_echoed(gateway: Gateway) -> No
         json={"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert r.status_code == 200
-    assert r.headers["x-request-id"] == "trace-123"
+    (row,) = gateway.requests()
+    assert (r.headers["x-request-id"], row.client_request_id) == (row.request_id, "trace-123")
     assert r.headers["x-served-model"] == "gpt-5.4-mini"
     generated = httpx.get(f"{gateway.url}/healthz").headers["x-request-id"]
     assert generated.startswith("req_")

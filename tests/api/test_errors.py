@@ -67,6 +67,31 @@ def test_revoked_key_and_disabled_user_are_401(
     assert len(openai_upstream.requests) == 1
 
 
+def test_user_disabled_while_its_key_is_cached_is_401_not_402(
+    gateway_factory, openai_upstream: FakeOpenAI
+) -> None:
+    # another instance (or the CLI) disables the user: this instance still holds the key
+    from ai_service.services import accounts
+    from tests.conftest import UPSTREAM_KEY
+
+    gw = gateway_factory(
+        openai_api_key=UPSTREAM_KEY,
+        openai_base_url=openai_upstream.base_url,
+        key_cache_seconds=300,
+    )
+    key = gw.create_user("alice", "10")
+    assert httpx.post(gw.url + CHAT, headers={"X-API-Key": key}, json=GOOD).status_code == 200
+    gw.session(lambda s: accounts.set_disabled(s, "alice", True))
+    before = gw.balance("alice")
+    r = httpx.post(gw.url + CHAT, headers={"X-API-Key": key}, json=GOOD)
+    assert_openai_error(r, 401, "authentication_error")
+    assert "disabled" in r.json()["error"]["message"]
+    assert len(openai_upstream.requests) == 1
+    assert gw.balance("alice") == before
+    refused = gw.requests()[-1]
+    assert (refused.status, refused.http_status, refused.cost) == ("error", 401, 0)
+
+
 BAD_BODIES: list[tuple[str, bytes, str | None]] = [
     ("malformed JSON", b'{"model": "gpt-5.4-mini", "messages": [', None),
     ("not an object", b'["model", "messages"]', None),
@@ -94,6 +119,21 @@ BAD_BODIES: list[tuple[str, bytes, str | None]] = [
         "stream not a boolean",
         b'{"model": "gpt-5.4-mini", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}',
         "stream",
+    ),
+    (
+        "content part nested 300 deep",
+        b'{"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": [{"type": "text",'
+        b' "text": "x", "extra": ' + b"[" * 300 + b"]" * 300 + b"}]}]}",
+        None,
+    ),
+    (
+        "tool schema nested 1000 deep",
+        b'{"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "x"}], "tools": '
+        + b'{"a": ' * 1000
+        + b"1"
+        + b"}" * 1000
+        + b"}",
+        None,
     ),
     (
         "negative max_tokens",

@@ -106,6 +106,35 @@ def test_idempotency_key_replays_and_charges_once(
     assert len(openai_upstream.requests) == 2
 
 
+def test_idempotency_key_is_bound_to_the_provider_path(
+    gateway_factory, openai_upstream: FakeOpenAI
+) -> None:
+    # two providers served by the same fake: only the path differs between the requests
+    gw = gateway_factory(
+        openai_api_key=UPSTREAM_KEY,
+        openai_base_url=openai_upstream.base_url,
+        deepseek_api_key=UPSTREAM_KEY,
+        deepseek_base_url=openai_upstream.base_url,
+        unknown_model_policy="dearest",
+    )
+    key = gw.create_user("alice", "10")
+    headers = {"X-API-Key": key, "Idempotency-Key": "order-1"}
+    first = httpx.post(gw.url + CHAT, json=BODY, headers=headers, timeout=20)
+    assert first.status_code == 200, first.text
+    other = httpx.post(
+        gw.url + "/ai/deepseek/chat/completions", json=BODY, headers=headers, timeout=20
+    )
+    assert other.status_code == 409, other.text
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert "idempotent-replayed" not in other.headers
+    # the legacy path is the OpenAI path: the same request, replayed
+    legacy = httpx.post(gw.url + "/ai/v1/chat/completions", json=BODY, headers=headers, timeout=20)
+    assert legacy.headers["idempotent-replayed"] == "true"
+    assert legacy.json() == first.json()
+    assert len(openai_upstream.requests) == 1
+    assert [r.provider for r in gw.requests()] == ["openai"]
+
+
 def test_idempotent_stream_replays_the_same_frames(
     gateway: Gateway, openai_upstream: FakeOpenAI
 ) -> None:

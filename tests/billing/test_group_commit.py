@@ -106,6 +106,7 @@ async def new_user(engine: AsyncEngine, name: str, balance: int) -> int:
 def row(request_id: str) -> dict[str, Any]:
     return {
         "request_id": request_id,
+        "client_request_id": None,
         "key_id": None,
         "provider": "openai",
         "requested_model": "gpt-5.4-mini",

@@ -103,6 +103,7 @@ class Books:
 def row(request_id: str) -> dict[str, Any]:
     return {
         "request_id": request_id,
+        "client_request_id": None,
         "key_id": None,
         "provider": "openai",
         "requested_model": "m",

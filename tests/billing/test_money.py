@@ -23,6 +23,35 @@ def test_usd_parses_exactly_to_nano() -> None:
         usd_to_nano("ten")
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["1e3", "1E3", "1_000", "+1", " 1", "1 ", "0x10", "Infinity", "NaN", "\u0661", "1e30", ""],
+)
+def test_money_is_only_a_plain_decimal_string(text: str) -> None:
+    # Decimal() reads all of these; an amount typed by an operator must be plain digits
+    with pytest.raises(ValueError, match="decimal"):
+        usd_to_nano(text)
+    with pytest.raises(ValueError, match="decimal"):
+        price_to_micro(text)
+
+
+def test_plain_decimal_strings_are_money() -> None:
+    assert usd_to_nano("1000") == 1_000_000_000_000
+    assert usd_to_nano("-2.5") == -2_500_000_000
+    assert usd_to_nano(".5") == usd_to_nano("0.5") == usd_to_nano("0.50") == 500_000_000
+    assert price_to_micro("3.") == 3_000_000
+
+
+def test_amounts_and_prices_beyond_their_columns_are_refused() -> None:
+    with pytest.raises(ValueError, match="large"):
+        usd_to_nano("9" * 30)
+    assert price_to_micro("1000000") == 1_000_000_000_000  # $1M per 1M tokens: the ceiling
+    with pytest.raises(ValueError, match="large"):
+        price_to_micro("1000000.000001")
+    with pytest.raises(ValueError, match="large"):
+        price_to_micro("1" + "0" * 30)
+
+
 def test_prices_parse_to_micro_usd_per_million() -> None:
     assert price_to_micro("0.15") == 150_000
     assert price_to_micro("0.005") == 5_000

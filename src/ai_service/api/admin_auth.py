@@ -2,9 +2,11 @@
 
 The admin API takes `AI_SERVICE_ADMIN_KEY` in `X-Admin-Key` or as a Bearer
 token, compared in constant time. The dashboard's sign-in sets a cookie whose
-value is `<issued>.<HMAC-SHA256(admin key, issued)>`: it proves the key was
-typed without containing it, expires after `SESSION_SECONDS`, and every session
-ends when the admin key is rotated. With no admin key configured, both are
+value is `<issued>.<session id>.<HMAC-SHA256(admin key, issued and id)>`: it
+proves the key was typed without containing it, expires after
+`SESSION_SECONDS`, and every session ends when the admin key is rotated. The
+server keeps each open session (`services.sessions`): signing out closes it on
+every instance, so a copy of the cookie stops working too. With no admin key configured, both are
 closed: the API answers 404 and the dashboard shows nothing.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from typing import Annotated
 
@@ -70,25 +73,34 @@ async def require_admin(
 AdminDep = Depends(require_admin)
 
 
-def _mac(admin_key: str, issued: int) -> str:
-    return hmac.new(admin_key.encode(), _CONTEXT + str(issued).encode(), hashlib.sha256).hexdigest()
+def _mac(admin_key: str, issued: int, session_id: str) -> str:
+    message = _CONTEXT + f"{issued}.{session_id}".encode()
+    return hmac.new(admin_key.encode(), message, hashlib.sha256).hexdigest()
 
 
-def session_token(admin_key: str, now: float | None = None) -> str:
-    """A dashboard session cookie value for this admin key, issued now."""
+def session_token(admin_key: str, now: float | None = None) -> tuple[str, str]:
+    """A new dashboard session for this admin key, issued now: (cookie value, session id).
+
+    The session id is random; the server keeps its hash (`services.sessions`).
+    """
     issued = int(time.time() if now is None else now)
-    return f"{issued}.{_mac(admin_key, issued)}"
+    session_id = secrets.token_urlsafe(24)
+    return f"{issued}.{session_id}.{_mac(admin_key, issued, session_id)}", session_id
 
 
-def valid_session(admin_key: str, token: str | None, now: float | None = None) -> bool:
-    """Whether a cookie value was issued for this admin key and has not expired."""
+def session_of(admin_key: str, token: str | None, now: float | None = None) -> str | None:
+    """The session id of a cookie value issued for this admin key and not expired, else None.
+
+    Whether the session is still open (not signed out) is the server's to say.
+    """
     if not token:
-        return False
-    issued_text, _, mac = token.partition(".")
-    if not issued_text.isdigit() or not mac:
-        return False
+        return None
+    issued_text, _, rest = token.partition(".")
+    session_id, _, mac = rest.partition(".")
+    if not issued_text.isdigit() or not session_id or not mac:
+        return None
     issued = int(issued_text)
     age = (time.time() if now is None else now) - issued
     if age < -60 or age > SESSION_SECONDS:
-        return False
-    return same_secret(mac, _mac(admin_key, issued))
+        return None
+    return session_id if same_secret(mac, _mac(admin_key, issued, session_id)) else None

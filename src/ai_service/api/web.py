@@ -4,7 +4,8 @@ Pages are server-rendered Jinja2 (autoescaped) with a little JavaScript from
 `static/` (Chart.js, vendored; nothing from a CDN). Every page is sent with a
 strict Content-Security-Policy and `Cache-Control: no-store` (a new key is on
 one of them). Form posts are accepted only from a signed-in session, whose
-cookie is `SameSite=Strict`, and only from the dashboard's own origin.
+cookie is `SameSite=Strict`, and only with an `Origin` header naming the
+dashboard's own origin (scheme, host and port).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ai_service import __version__
-from ai_service.api.admin_auth import COOKIE, configured_key, valid_session
+from ai_service.api.admin_auth import COOKIE, configured_key, session_of
+from ai_service.api.deps import get_state
 from ai_service.billing.money import nano_to_usd, usd_to_nano
 from ai_service.errors import PermissionDeniedError, ServiceError
+from ai_service.services import sessions
 
 BASE = "/ai/admin"
 MAX_FORM_BYTES = 64 * 1024
@@ -120,11 +123,11 @@ def error_page(request: Request, exc: ServiceError) -> HTMLResponse:
     return render(request, "error.html", exc.status, message=exc.message, status=exc.status)
 
 
-def gate(request: Request) -> Response | None:
+async def gate(request: Request) -> Response | None:
     """None for a signed-in operator; otherwise the response to send instead.
 
     With no admin key configured the dashboard is closed (404); without a
-    valid session the operator is sent to the sign-in page.
+    valid cookie of a session still open the operator is sent to the sign-in page.
     """
     key = configured_key(request)
     if key is None:
@@ -136,19 +139,29 @@ def gate(request: Request) -> Response | None:
             message="The dashboard is disabled: AI_SERVICE_ADMIN_KEY is not set.",
             public=True,
         )
-    if valid_session(key, request.cookies.get(COOKIE)):
+    session_id = session_of(key, request.cookies.get(COOKIE))
+    if session_id is not None and await sessions.is_open(get_state(request).engine, session_id):
         return None
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"{BASE}/login?{urlencode({'next': target})}", 303)
 
 
 def same_origin(request: Request) -> bool:
-    """Whether a form post comes from this site (no `Origin` header counts as same)."""
+    """Whether a form post comes from the dashboard's own origin: scheme, host and port.
+
+    A post without an `Origin` header (or with `null`) is refused: every
+    browser the dashboard supports sends one on a form post. Behind a proxy
+    that ends TLS, the scheme is the one the proxy forwards (`X-Forwarded-Proto`
+    from an address in uvicorn's `FORWARDED_ALLOW_IPS`).
+    """
     origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    host = request.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    host = request.headers.get("host")
+    if not origin or not host:
+        return False
+    given = urlsplit(origin.lower())
+    return (given.scheme, given.netloc) == (request.url.scheme, host.lower()) and not (
+        given.path or given.query or given.username
+    )
 
 
 async def read_form(request: Request) -> dict[str, str]:

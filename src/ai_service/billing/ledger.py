@@ -87,6 +87,7 @@ KEPT_WHEN_NONE = frozenset({"model", "provider"})  # a None keeps the row's valu
 # The fields of a new `pending` row the caller gives (`Call.row()`), with their PostgreSQL types.
 OPENING: tuple[tuple[str, str], ...] = (
     ("request_id", "text"),
+    ("client_request_id", "text"),
     ("key_id", "bigint"),
     ("provider", "text"),
     ("requested_model", "text"),
@@ -198,7 +199,9 @@ class Ledger(Protocol):
 
     async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool: ...
 
-    async def available(self, user_id: int) -> int: ...
+    async def spendable(self, user_id: int) -> int | None:
+        """The balance a reservation may take now; None for a disabled (or removed) user."""
+        ...
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None

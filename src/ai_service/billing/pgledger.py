@@ -260,11 +260,11 @@ class PgLedger(SqlLedger):
         # what the group could not grant runs again alone, against the balance as it is then
         return [True if r[2]["request_id"] in granted else None for r in group]
 
-    async def available(self, user_id: int) -> int:
+    async def spendable(self, user_id: int) -> int | None:
         value = await self.pool.fetchval(
-            "SELECT usd_available FROM api_users WHERE id = $1", user_id
+            "SELECT usd_available FROM api_users WHERE id = $1 AND NOT disabled", user_id
         )
-        return int(value or 0)
+        return None if value is None else int(value)
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None

@@ -177,8 +177,9 @@ class SqliteLedger(SqlLedger):
     async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
         return bool(await self._transaction(_reserve_open, user_id, amount, row))
 
-    async def available(self, user_id: int) -> int:
-        return int(await self._transaction(_available, user_id))
+    async def spendable(self, user_id: int) -> int | None:
+        value: int | None = await self._transaction(_spendable, user_id)
+        return value
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None
@@ -212,6 +213,13 @@ def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
 def _available(conn: sqlite3.Connection, user_id: int) -> int:
     row = conn.execute("SELECT usd_available FROM api_users WHERE id = ?", (user_id,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def _spendable(conn: sqlite3.Connection, user_id: int) -> int | None:
+    row = conn.execute(
+        "SELECT usd_available FROM api_users WHERE id = ? AND NOT disabled", (user_id,)
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _reserve_open(conn: sqlite3.Connection, user_id: int, amount: int, row: dict[str, Any]) -> bool:

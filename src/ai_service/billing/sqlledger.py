@@ -47,9 +47,14 @@ async def reserve(conn: AsyncConnection, user_id: int, amount: int) -> bool:
     return bool(result.rowcount == 1)
 
 
-async def available(conn: AsyncConnection, user_id: int) -> int:
-    value = await conn.scalar(select(USERS.c.usd_available).where(USERS.c.id == user_id))
-    return int(value or 0)
+async def spendable(conn: AsyncConnection, user_id: int) -> int | None:
+    """The user's available balance; None when the user is disabled or does not exist."""
+    row = (
+        await conn.execute(
+            select(USERS.c.usd_available).where(USERS.c.id == user_id, USERS.c.disabled.is_(False))
+        )
+    ).first()
+    return None if row is None else int(row[0])
 
 
 async def open_request(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -132,9 +137,9 @@ class SqlLedger:
             await open_request(conn, {**row, "user_id": user_id, "reserved": amount})
             return True
 
-    async def available(self, user_id: int) -> int:
+    async def spendable(self, user_id: int) -> int | None:
         async with self.engine.connect() as conn:
-            return await available(conn, user_id)
+            return await spendable(conn, user_id)
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None

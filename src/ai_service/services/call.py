@@ -41,6 +41,7 @@ class Call:
     request_id: str
     started: float
     request_text: str
+    client_request_id: str | None = None  # the client's own X-Request-ID, kept beside ours
     resolved: Resolved | None = None
     reserved: int = 0
     prompt_bound: int = 0
@@ -53,9 +54,17 @@ class Call:
 
     @classmethod
     def start(
-        cls, state: AppState, principal: Principal, provider: str, request_id: str, text: str = ""
+        cls,
+        state: AppState,
+        principal: Principal,
+        provider: str,
+        request_id: str,
+        text: str = "",
+        client_request_id: str | None = None,
     ) -> Call:
-        return cls(state, principal, provider, request_id, time.perf_counter(), text)
+        return cls(
+            state, principal, provider, request_id, time.perf_counter(), text, client_request_id
+        )
 
     def serve(self, target: Target, attempts: Attempts) -> None:
         """Record which target answered: its provider, model and price apply from now on."""
@@ -67,6 +76,7 @@ class Call:
         resolved = self.resolved
         return {
             "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
             "user_id": self.principal.user_id,
             "key_id": self.principal.key_id,
             "provider": self.provider,
@@ -188,6 +198,7 @@ class Call:
             "request settled",
             extra={
                 "request_id": self.request_id,
+                "client_request_id": self.client_request_id,
                 "provider": self.provider,
                 "model": s.model,
                 "status": s.status,
@@ -299,6 +310,11 @@ async def refuse(call: Call, exc: ServiceError) -> ServiceError:
         log.warning("could not log a refused request", extra={"request_id": call.request_id})
     log.info(
         "request refused",
-        extra={"request_id": call.request_id, "status": exc.status, "provider": call.provider},
+        extra={
+            "request_id": call.request_id,
+            "client_request_id": call.client_request_id,
+            "status": exc.status,
+            "provider": call.provider,
+        },
     )
     return exc

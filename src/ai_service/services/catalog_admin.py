@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_service.billing import catalog
-from ai_service.billing.money import micro_to_usd, price_to_micro
+from ai_service.billing.money import MAX_PRICE_USD, micro_to_usd, price_to_micro
 from ai_service.billing.pricing import Price
 from ai_service.errors import InvalidRequestError, NotFoundError
 from ai_service.providers import PATHS
@@ -83,7 +83,8 @@ def _price(value: str, param: str) -> int:
     except (TypeError, ValueError) as exc:
         raise InvalidRequestError(
             f"Invalid price {value!r} for '{param}': give USD per 1M tokens as a decimal "
-            'string such as "0.15" (at most 6 decimals, not negative).',
+            'string such as "0.15" (at most 6 decimals, not negative, at most '
+            f"{MAX_PRICE_USD}).",
             param=param,
         ) from exc
 

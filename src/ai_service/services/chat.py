@@ -17,6 +17,7 @@ from ai_service.auth import Principal
 from ai_service.billing import ledger
 from ai_service.config import PROVIDER_ENV
 from ai_service.errors import (
+    AuthenticationError,
     InsufficientQuotaError,
     InvalidRequestError,
     RateLimitError,
@@ -36,6 +37,10 @@ log = logging.getLogger("ai_service.request")
 
 MAX_AMOUNT = 2**63 - 1  # nano-USD columns are 64-bit: a larger worst case is lowered
 DB_DOWN = "The gateway's database was unreachable while the request was admitted."
+UNAFFORDABLE = (
+    "Insufficient balance: the account cannot pay for this prompt and a minimal answer. "
+    "Top up the balance, or send a shorter prompt."
+)
 # how long an interrupted reservation statement is waited for, to release what it reserved
 RESERVATION_PATIENCE = 5.0
 
@@ -48,9 +53,12 @@ async def chat(
     raw: bytes,
     request_id: str,
     idempotency_key: str | None = None,
+    client_request_id: str | None = None,
 ) -> Response:
     """Serve one chat completion. Raises `ServiceError` before any byte is sent."""
-    call = Call.start(state, principal, provider, request_id, redact(raw, secret))
+    call = Call.start(
+        state, principal, provider, request_id, redact(raw, secret), client_request_id
+    )
     settings = state.settings
     try:
         body = parse_body(raw)
@@ -77,6 +85,7 @@ async def chat(
             state.engine,
             principal.user_id,
             key,
+            provider,
             raw,
             request_id,
             call.stream,
@@ -135,7 +144,8 @@ async def reserve(call: Call, plan: Plan) -> None:
 
     The limit is per answer: a request for `n` answers reserves `n` times it.
 
-    Raises `InsufficientQuotaError` (402) when not even a minimal answer is affordable.
+    Raises `InsufficientQuotaError` (402) when not even a minimal answer is affordable,
+    and `AuthenticationError` (401) when the user was disabled after its key was cached.
     """
     state = call.state
     await admit(call, plan)
@@ -167,21 +177,23 @@ async def reserve(call: Call, plan: Plan) -> None:
             if reserved:
                 call.reserved = amount
                 return
-        balance = await state.ledger.available(user_id)
+        balance = await state.ledger.spendable(user_id)
+        if balance is None:  # disabled since its key was cached (on another instance)
+            error: ServiceError = AuthenticationError(
+                "This API key's user is disabled; its keys no longer work."
+            )
+            break
         affordable = plan.affordable(balance)
         if affordable < minimum:
+            error = InsufficientQuotaError(UNAFFORDABLE)
             break
         plan.limit = min(plan.limit, affordable)
+    else:
+        error = InsufficientQuotaError(UNAFFORDABLE)
     state.spawn(
         state.limiter.settle_tokens(call.principal, call.principal.limits, call.rate_tokens, 0)
     )
-    raise await refuse(
-        call,
-        InsufficientQuotaError(
-            "Insufficient balance: the account cannot pay for this prompt and a minimal answer. "
-            "Top up the balance, or send a shorter prompt."
-        ),
-    )
+    raise await refuse(call, error)
 
 
 async def admit(call: Call, plan: Plan) -> None:

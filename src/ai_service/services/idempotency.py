@@ -3,9 +3,10 @@
 The first request with a key claims it (a row in `api_idempotency`, unique per
 user and key). A successful answer is stored in the same transaction that
 charges it; a failed one releases the claim, so the client may try again.
-A second request with the same key and the same body replays the stored
-answer at no cost; with a different body it is refused with 409; while the
-first is still running it is refused with 409 too.
+A second request with the same key, the same provider and the same body
+replays the stored answer at no cost; with a different body, or sent to
+another provider's path, it is refused with 409; while the first is still
+running it is refused with 409 too.
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ class Replay:
     request_id: str
 
 
-def body_hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
+def request_hash(provider: str, raw: bytes) -> str:
+    """What makes two requests the same: the provider they go to and the body's bytes."""
+    return hashlib.sha256(provider.encode() + b"\n" + raw).hexdigest()
 
 
 async def claim(
     engine: AsyncEngine,
     user_id: int,
     key: str,
+    provider: str,
     raw: bytes,
     request_id: str,
     stream: bool,
@@ -57,13 +60,14 @@ async def claim(
 ) -> Claim | Replay:
     """Claim `key` for this request, or return the stored answer to replay.
 
-    Raises `IdempotencyConflictError` (409) for a different body or a request in flight.
+    The request is its provider (the path's, `/ai/v1` being OpenAI's) and its body.
+    Raises `IdempotencyConflictError` (409) for a different request or one in flight.
     """
     if not key or len(key) > MAX_KEY:
         raise InvalidRequestError(
             f"Idempotency-Key must be 1 to {MAX_KEY} characters.", param="Idempotency-Key"
         )
-    digest = body_hash(raw)
+    digest = request_hash(provider, raw)
     now = dt.datetime.now(dt.UTC)
     for _ in range(2):
         try:
@@ -98,7 +102,8 @@ async def claim(
                 continue
         if row.body_hash != digest:
             raise IdempotencyConflictError(
-                "This Idempotency-Key was used with a different request body.",
+                "This Idempotency-Key was used with a different request (another body or "
+                "another provider path).",
                 param="Idempotency-Key",
             )
         if row.status != "done" or row.response is None:

@@ -37,6 +37,47 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+# the times a query may name: far enough from the calendar's ends that converting an
+# offset to UTC, or a window's days of arithmetic, stays inside it
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+TIME_HELP = (
+    "ISO 8601 (`2025-01-31`, `2025-01-31T14:05:00+02:00`; UTC without an offset) "
+    "or Unix seconds, from 1900 to 9998"
+)
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """A time a caller gave (text, or a datetime), in UTC; None stays None.
+
+    ISO 8601: a date is its midnight, a time without an offset is UTC; an
+    integer is Unix seconds. Raises `ValueError` for anything else, and for a
+    time before `EARLIEST` or from `LATEST` on.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.isdigit() and text.isascii():
+                moment = dt.datetime.fromtimestamp(int(text), dt.UTC)
+            else:
+                moment = dt.datetime.fromisoformat(text)
+        except (ValueError, OverflowError, OSError):
+            raise ValueError(f"not a time: give {TIME_HELP}") from None
+    else:
+        raise ValueError(f"not a time: give {TIME_HELP}")
+    try:
+        moment = _as_utc(moment)
+    except OverflowError:  # an offset that pushes it past year 1 or 9999
+        raise ValueError(f"out of range: give {TIME_HELP}") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"out of range: give {TIME_HELP}")
+    return moment
+
+
 def utc(value: dt.datetime | None) -> dt.datetime | None:
     """A datetime in UTC; a naive one is taken to be UTC already."""
     return None if value is None else _as_utc(value)
@@ -116,6 +157,7 @@ def request_view(
     return {
         "id": row.id,
         "request_id": row.request_id,
+        "client_request_id": row.client_request_id,
         "created_at": _iso(row.created_at),
         "user": user,
         "key_prefix": key_prefix,

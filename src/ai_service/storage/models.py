@@ -117,6 +117,8 @@ class ApiRequest(Base):
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # the client's own `X-Request-ID`, when it sent a valid one
+    client_request_id: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("api_users.id"))
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     provider: Mapped[str] = mapped_column(String(32))
@@ -226,3 +228,15 @@ class ApiInstance(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiAdminSession(Base):
+    """A signed-in dashboard session: the SHA-256 of its random id, until it ends.
+
+    Signing out deletes the row, so the cookie stops working on every instance.
+    """
+
+    __tablename__ = "api_admin_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # Unix seconds

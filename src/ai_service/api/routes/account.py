@@ -7,13 +7,12 @@ months are UTC.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from ai_service.api.deps import PrincipalDep, StateDep
+from ai_service.api.deps import PrincipalDep, Since, StateDep, Until
 from ai_service.api.responses import json_response
 from ai_service.services import usage
 
@@ -41,8 +40,8 @@ async def get_usage(
     provider: Annotated[str | None, Query(description="provider path segment")] = None,
     model: Annotated[str | None, Query(description="served model id")] = None,
     status: Annotated[Literal["ok", "error", "cancelled", "pending"] | None, Query()] = None,
-    since: Annotated[dt.datetime | None, Query(description="from (inclusive), ISO 8601")] = None,
-    until: Annotated[dt.datetime | None, Query(description="to (exclusive), ISO 8601")] = None,
+    since: Since = None,
+    until: Until = None,
 ) -> Response:
     async with state.sessions() as session:
         page = await usage.requests_page(

@@ -1,8 +1,9 @@
 """Admin API, usage: `/ai/admin/api/requests...` and `/ai/admin/api/usage/...`.
 
 Filters (all optional): `user` (name), `provider`, `model` (the served model),
-`status` (`ok`, `error`, `cancelled`, `pending`), `since` / `until` (ISO 8601;
-without an offset the time is UTC; `until` is exclusive).
+`status` (`ok`, `error`, `cancelled`, `pending`), `since` / `until` (ISO 8601
+or Unix seconds, read by `usage.parse_time`; without an offset the time is UTC;
+`until` is exclusive).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from ai_service.api.admin_auth import AdminDep
-from ai_service.api.deps import StateDep
+from ai_service.api.deps import Since, StateDep, Until
 from ai_service.api.responses import json_response
 from ai_service.services import accounts, usage
 
@@ -51,8 +52,8 @@ def filter_params(
     provider: Annotated[str | None, Query(description="provider path segment")] = None,
     model: Annotated[str | None, Query(description="served model id")] = None,
     status: Annotated[Status | None, Query(description="outcome")] = None,
-    since: Annotated[dt.datetime | None, Query(description="from (inclusive), ISO 8601")] = None,
-    until: Annotated[dt.datetime | None, Query(description="to (exclusive), ISO 8601")] = None,
+    since: Since = None,
+    until: Until = None,
 ) -> UsageQuery:
     return UsageQuery(user, provider, model, status, since, until)
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ai_service.api.deps import get_state, request_id
+from ai_service.api.deps import client_request_id, get_state, request_id
 from ai_service.api.responses import json_response
 from ai_service.auth import key_from_headers
 from ai_service.errors import (
@@ -64,12 +64,14 @@ async def chat_completions(provider: str, request: Request) -> Response:
     secret = key_from_headers(headers.get("x-api-key"), headers.get("authorization"))
     principal = await state.keys.authenticate(secret)
     assert secret is not None
+    ids = request_id(request), client_request_id(request)
     try:
         raw = await read_body(request, state.settings.max_body_bytes)
     except PayloadTooLargeError as exc:
-        raise await refuse(Call.start(state, principal, target, request_id(request)), exc) from None
+        call = Call.start(state, principal, target, ids[0], client_request_id=ids[1])
+        raise await refuse(call, exc) from None
     return await chat(
-        state, principal, secret, target, raw, request_id(request), headers.get("idempotency-key")
+        state, principal, secret, target, raw, ids[0], headers.get("idempotency-key"), ids[1]
     )
 
 
@@ -100,9 +102,7 @@ class ChatEndpoint:
                 log.exception("unhandled error")
                 body = to_openai_error("The gateway failed to handle the request.", "server_error")
                 response = json_response(body, 500)
-            response.raw_headers.append(
-                (b"x-request-id", scope["state"]["client_request_id"].encode())
-            )
+            response.raw_headers.append((b"x-request-id", scope["state"]["request_id"].encode()))
             state.metrics.child(state.metrics.responses, "chat", str(response.status_code)).inc()
             await response(scope, receive, send)
         finally:

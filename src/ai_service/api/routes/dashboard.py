@@ -18,6 +18,7 @@ from ai_service.api.admin_auth import (
     COOKIE_PATH,
     SESSION_SECONDS,
     configured_key,
+    session_of,
     session_token,
 )
 from ai_service.api.deps import get_state
@@ -33,7 +34,7 @@ from ai_service.api.web import (
 from ai_service.auth import same_secret
 from ai_service.billing.money import nano_to_usd
 from ai_service.errors import ServiceError
-from ai_service.services import usage
+from ai_service.services import sessions, usage
 
 router = APIRouter(include_in_schema=False)
 PERIODS = (7, 14, 30, 90)
@@ -48,7 +49,7 @@ async def bare() -> Response:
 @router.get(BASE + "/login", response_model=None)
 async def login_form(request: Request, next: str | None = None) -> Response:
     if configured_key(request) is None:
-        return gate(request) or Response(status_code=404)
+        return await gate(request) or Response(status_code=404)
     return render(request, "login.html", next=safe_next(next), failed=False, public=True)
 
 
@@ -56,7 +57,7 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 async def login(request: Request) -> Response:
     key = configured_key(request)
     if key is None:
-        return gate(request) or Response(status_code=404)
+        return await gate(request) or Response(status_code=404)
     try:
         form = await read_form(request)
     except ServiceError as exc:
@@ -64,10 +65,12 @@ async def login(request: Request) -> Response:
     target = safe_next(form.get("next"))
     if not same_secret(form.get("key", ""), key):
         return render(request, "login.html", 401, next=target, failed=True, public=True)
+    token, session_id = session_token(key)
+    await sessions.open_session(get_state(request).engine, session_id, SESSION_SECONDS)
     response = RedirectResponse(target, 303)
     response.set_cookie(
         COOKIE,
-        session_token(key),
+        token,
         max_age=SESSION_SECONDS,
         path=COOKIE_PATH,
         httponly=True,
@@ -78,7 +81,12 @@ async def login(request: Request) -> Response:
 
 
 @router.post(BASE + "/logout", response_model=None)
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """End the session on the server (a copy of its cookie stops working too), then the cookie."""
+    key = configured_key(request)
+    session_id = None if key is None else session_of(key, request.cookies.get(COOKIE))
+    if session_id is not None:
+        await sessions.close_session(get_state(request).engine, session_id)
     response = RedirectResponse(BASE + "/login", 303)
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response
@@ -115,7 +123,7 @@ def series(rows: list[dict[str, Any]], days: list[str], key: str, top: int) -> d
 
 @router.get(BASE + "/", response_model=None)
 async def overview(request: Request, days: int = 14) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     days = days if days in PERIODS else 14
     since, until = usage.window(days, None, None)

@@ -25,18 +25,21 @@ FILTERS = ("user", "provider", "model", "status", "since", "until")
 
 
 def parse_day(text: str, param: str) -> dt.datetime | None:
-    """A `YYYY-MM-DD` form field as midnight UTC. Raises `InvalidRequestError`."""
-    if not text:
-        return None
+    """A `YYYY-MM-DD` form field as midnight UTC (by `usage.parse_time`).
+
+    Raises `InvalidRequestError`.
+    """
     try:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+        return usage.parse_time(text)
     except ValueError as exc:
-        raise InvalidRequestError(f"'{param}' must be a date (YYYY-MM-DD).", param=param) from exc
+        raise InvalidRequestError(
+            f"'{param}' must be a date (YYYY-MM-DD) from 1900 to 9998.", param=param
+        ) from exc
 
 
 @router.get(BASE + "/requests", response_model=None)
 async def requests_page(request: Request, before: int | None = None) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     query = {name: request.query_params.get(name, "").strip() for name in FILTERS}
     page: dict[str, Any] = {"data": [], "has_more": False, "next_before": None}
@@ -81,7 +84,7 @@ async def requests_page(request: Request, before: int | None = None) -> Response
 
 @router.get(BASE + "/requests/{request_id}", response_model=None)
 async def request_page(request: Request, request_id: str) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     try:
         async with get_state(request).sessions() as session:
@@ -110,7 +113,7 @@ async def models_page(
 
 @router.get(BASE + "/models", response_model=None)
 async def show_models(request: Request, done: str | None = None) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     notices = {"price": "Price saved.", "alias": "Alias saved."}
     return await models_page(request, notice=notices.get(done or ""))
@@ -122,7 +125,7 @@ async def save_catalog(
     done: str,
 ) -> Response:
     """Apply a catalog edit from a form, then reload the catalog and show the models page."""
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     state = get_state(request)
     try:

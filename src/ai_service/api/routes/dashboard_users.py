@@ -53,14 +53,14 @@ async def users_context(request: Request) -> dict[str, Any]:
 
 @router.get(BASE + "/users", response_model=None)
 async def users_page(request: Request) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     return render(request, "users.html", **(await users_context(request)), form={}, error=None)
 
 
 @router.post(BASE + "/users", response_model=None)
 async def create_user(request: Request) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     form: dict[str, str] = {}
     try:
@@ -107,7 +107,7 @@ async def user_page(
 
 @router.get(BASE + "/users/{name}", response_model=None)
 async def show_user(request: Request, name: str, done: str | None = None) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     notices = {
         "topup": "Balance topped up.",
@@ -120,7 +120,7 @@ async def show_user(request: Request, name: str, done: str | None = None) -> Res
 
 @router.post(BASE + "/users/{name}/topup", response_model=None)
 async def topup(request: Request, name: str) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     try:
         form = await read_form(request)
@@ -134,7 +134,7 @@ async def topup(request: Request, name: str) -> Response:
 
 @router.post(BASE + "/users/{name}/keys", response_model=None)
 async def create_key(request: Request, name: str) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     try:
         form = await read_form(request)
@@ -147,7 +147,7 @@ async def create_key(request: Request, name: str) -> Response:
 
 @router.post(BASE + "/users/{name}/keys/{prefix}/revoke", response_model=None)
 async def revoke_key(request: Request, name: str, prefix: str) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     state = get_state(request)
     try:
@@ -162,7 +162,7 @@ async def revoke_key(request: Request, name: str, prefix: str) -> Response:
 
 @router.post(BASE + "/users/{name}/{action}", response_model=None)
 async def set_disabled(request: Request, name: str, action: str) -> Response:
-    if (denied := gate(request)) is not None:
+    if (denied := await gate(request)) is not None:
         return denied
     if action not in ("disable", "enable"):
         return Response(status_code=404)
