@@ -59,6 +59,7 @@ async def new_user(engine: AsyncEngine, balance: int) -> int:
 def row(request_id: str) -> dict[str, Any]:
     return {
         "request_id": request_id,
+        "client_request_id": None,
         "key_id": None,
         "provider": "openai",
         "requested_model": "m",
