@@ -170,18 +170,19 @@ class Call:
             async def also(conn: Any) -> None:
                 await idempotency.complete(conn, claim, stored)
 
+        current = asyncio.current_task()
+        leaving = current is not None and current.cancelling() > 0
         if self.rate_tokens:
             used = s.prompt_tokens + s.completion_tokens
             limiter, principal = self.state.limiter, self.principal
             settle_tokens = limiter.settle_tokens(
                 principal, principal.limits, self.rate_tokens, used
             )
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
+            if leaving:
                 self.state.spawn(settle_tokens)
             else:
                 await settle_tokens
-        await self._settle_now(s, also)
+        await self._settle_now(s, also, leaving)
 
     def _record(self, s: ledger.Settlement, outcome: ledger.Outcome) -> None:
         """Metrics and the log line of a settled request: the figures the database holds."""
@@ -210,7 +211,9 @@ class Call:
             },
         )
 
-    async def _settle_now(self, s: ledger.Settlement, also: ledger.Hook | None) -> None:
+    async def _settle_now(
+        self, s: ledger.Settlement, also: ledger.Hook | None, leaving: bool
+    ) -> None:
         """Settle inline when nothing can interrupt it; else, and on a database error, in a task.
 
         A task that is being cancelled (a client that left mid-stream) settles
@@ -219,8 +222,7 @@ class Call:
         caller waits at most `settle_retry_seconds`, the reservation covering
         the charge meanwhile.
         """
-        current = asyncio.current_task()
-        if current is None or not current.cancelling():
+        if not leaving:
             try:
                 outcome = await self._settle_once(s, also)
                 if outcome:
