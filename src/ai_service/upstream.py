@@ -62,6 +62,10 @@ class Upstream:
     def __init__(self, client: aiohttp.ClientSession, timeouts: Timeouts) -> None:
         self.client = client
         self.timeouts = timeouts
+        # a whole non-streamed answer, sent and read, within the first-byte timeout
+        self._answer_timeout = aiohttp.ClientTimeout(
+            total=timeouts.first_byte, connect=timeouts.connect
+        )
 
     async def complete(
         self, adapter: Adapter, req: ChatRequest, request: UpstreamRequest | None = None
@@ -72,13 +76,15 @@ class Upstream:
         """
         request = request or adapter.build_request(req)
         try:
-            async with asyncio.timeout(self.timeouts.first_byte):
-                async with self.client.post(
-                    request.url, data=request.body, headers=request.headers
-                ) as resp:
-                    body = await resp.read()
-                    status = resp.status
-                    headers = resp.headers
+            async with self.client.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._answer_timeout,
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                headers = resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _transport_error(adapter, exc) from exc
         if status >= 400:
