@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from ai_service import __version__, instances, providers
+from ai_service.api.render import error_response
 from ai_service.api.responses import json_response
 from ai_service.api.routes import (
     account,
@@ -37,7 +38,7 @@ from ai_service.auth import KeyStore
 from ai_service.billing import tokens
 from ai_service.billing.ledger import make_ledger
 from ai_service.config import Settings
-from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
+from ai_service.errors import ServiceError, to_openai_error
 from ai_service.metrics import CHAT_PATH
 from ai_service.middleware import RequestContextMiddleware, request_context
 from ai_service.ratelimit import build_limiter
@@ -120,8 +121,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
 
 
 async def service_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
-    return json_response(exc.body(), exc.status, exc.headers())
+    return error_response(exc)
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:
@@ -137,18 +137,6 @@ async def validation_error(_request: Request, exc: Exception) -> Response:
     location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
     message = f"Invalid parameter '{location}': {first.get('msg', 'invalid value')}."
     return json_response(to_openai_error(message, "invalid_request_error", location or None), 400)
-
-
-async def database_error(_request: Request, exc: Exception) -> Response:
-    log.warning("database unavailable: %s", type(exc).__name__)
-    error = ServiceUnavailableError("The gateway's database is unavailable; retry shortly.")
-    return json_response(error.body(), error.status, {"Retry-After": "2"})
-
-
-async def unexpected_error(_request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    body = to_openai_error("The gateway failed to handle the request.", "server_error")
-    return json_response(body, 500)
 
 
 class GatewayApp:
@@ -191,12 +179,11 @@ def create_api(settings: Settings) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    for kind in DB_ERRORS:
-        app.add_exception_handler(kind, database_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    rendered: tuple[type[Exception], ...] = (ServiceError, *DB_ERRORS, Exception)
+    for kind in rendered:  # one rendering for all of them: `api.render`
+        app.add_exception_handler(kind, service_error)
     # the admin API and dashboard first: `/ai/admin/models` is not a provider's model list
     admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
     for module in (openapi, *admin_routes, chat, models, account, health):

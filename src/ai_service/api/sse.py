@@ -1,4 +1,4 @@
-"""Server-sent events: frame encoding and an ASGI response that notices disconnects at once.
+"""Server-sent events: an ASGI response that notices disconnects at once.
 
 `SSEResponse` sends frames from an async iterator while a small task listens
 for the client's `http.disconnect`; on disconnect the sending task is
@@ -13,29 +13,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
 
-import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ai_service.errors import ServiceError
-
-DONE = b"data: [DONE]\n\n"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def frame(obj: Any) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-def error_frame(exc: ServiceError) -> bytes:
-    """The final `data: {"error": ...}` event of a stream that failed after it started."""
-    return frame(exc.body())
 
 
 class SSEResponse(Response):

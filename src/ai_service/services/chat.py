@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from starlette.responses import Response
-
 from ai_service.auth import Principal
 from ai_service.billing import ledger
 from ai_service.config import PROVIDER_ENV
@@ -27,6 +25,7 @@ from ai_service.errors import (
 from ai_service.providers.base import ChatResult
 from ai_service.schemas import include_usage, parse_body, validate_chat, validate_choices
 from ai_service.services import idempotency, respond
+from ai_service.services.answers import Result
 from ai_service.services.call import Call, redact, refuse
 from ai_service.services.routing import Attempts, Plan, Target, chain_for, plan_for, send
 from ai_service.state import AppState
@@ -54,7 +53,7 @@ async def chat(
     request_id: str,
     idempotency_key: str | None = None,
     client_request_id: str | None = None,
-) -> Response:
+) -> Result:
     """Serve one chat completion. Raises `ServiceError` before any byte is sent."""
     call = Call.start(
         state, principal, provider, request_id, redact(raw, secret), client_request_id

@@ -1,4 +1,5 @@
-"""The answer to the client: a JSON completion, an SSE stream, or an idempotent replay."""
+"""The answer to the client: a JSON completion, an SSE stream, or an idempotent replay,
+as domain results (`answers`) that the route renders."""
 
 from __future__ import annotations
 
@@ -7,18 +8,18 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import orjson
-from starlette.responses import Response
 
-from ai_service.api.sse import DONE, SSEResponse, error_frame
 from ai_service.billing import ledger
 from ai_service.errors import ServiceError
 from ai_service.providers.base import ChatResult, StreamEvent, Usage
+from ai_service.services.answers import Answer, Streamed
 from ai_service.services.call import Call
 from ai_service.services.idempotency import Replay
+from ai_service.sse import DONE, error_frame
 from ai_service.upstream import UpstreamStream
 
 
-async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> Response:
+async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> Answer:
     """Charge a non-streamed answer, then return it (never an uncommitted charge)."""
     resolved = call.resolved
     assert resolved is not None
@@ -52,26 +53,26 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> R
         ),
         answer=payload,
     )
-    return Response(payload, media_type="application/json", headers=headers)
+    return Answer(payload, headers)
 
 
 def stream(
     call: Call, upstream: UpstreamStream, wants_usage: bool, headers: dict[str, str]
-) -> SSEResponse:
+) -> Streamed:
     relay = Relay(call, upstream, wants_usage)
-    return SSEResponse(relay.frames(), headers, on_close=relay.closed)
+    return Streamed(relay.frames(), headers, relay.closed)
 
 
-def replay(stored: Replay) -> Response:
+def replay(stored: Replay) -> Answer | Streamed:
     """Send a stored answer again, uncharged."""
     headers = {"Idempotent-Replayed": "true"}
     if not stored.stream:
-        return Response(stored.response, media_type="application/json", headers=headers)
+        return Answer(stored.response, headers)
 
     async def frames() -> AsyncIterator[bytes]:
         yield stored.response
 
-    return SSEResponse(frames(), headers)
+    return Streamed(frames(), headers)
 
 
 class Tally:

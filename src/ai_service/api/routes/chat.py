@@ -8,28 +8,18 @@ describes the operation in the OpenAPI document and answers other methods.
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ai_service.api.deps import client_request_id, get_state, request_id
-from ai_service.api.responses import json_response
+from ai_service.api.render import error_response, render
 from ai_service.auth import key_from_headers
-from ai_service.errors import (
-    NotFoundError,
-    PayloadTooLargeError,
-    ServiceError,
-    ServiceUnavailableError,
-    to_openai_error,
-)
+from ai_service.errors import NotFoundError, PayloadTooLargeError
 from ai_service.providers import PATHS
 from ai_service.services.call import Call, refuse
 from ai_service.services.chat import chat
-from ai_service.storage.db import DB_ERRORS
 
-log = logging.getLogger("ai_service")
 router = APIRouter()
 
 
@@ -70,9 +60,10 @@ async def chat_completions(provider: str, request: Request) -> Response:
     except PayloadTooLargeError as exc:
         call = Call.start(state, principal, target, ids[0], client_request_id=ids[1])
         raise await refuse(call, exc) from None
-    return await chat(
+    result = await chat(
         state, principal, secret, target, raw, ids[0], headers.get("idempotency-key"), ids[1]
     )
+    return render(result)
 
 
 class ChatEndpoint:
@@ -90,18 +81,8 @@ class ChatEndpoint:
         try:
             try:
                 response = await chat_completions(provider, request)
-            except ServiceError as exc:
-                response = json_response(exc.body(), exc.status, exc.headers())
-            except DB_ERRORS as exc:
-                log.warning("database unavailable: %s", type(exc).__name__)
-                error = ServiceUnavailableError(
-                    "The gateway's database is unavailable; retry shortly."
-                )
-                response = json_response(error.body(), error.status, {"Retry-After": "2"})
-            except Exception:
-                log.exception("unhandled error")
-                body = to_openai_error("The gateway failed to handle the request.", "server_error")
-                response = json_response(body, 500)
+            except Exception as exc:
+                response = error_response(exc)
             response.raw_headers.append((b"x-request-id", scope["state"]["request_id"].encode()))
             state.metrics.child(state.metrics.responses, "chat", str(response.status_code)).inc()
             await response(scope, receive, send)
