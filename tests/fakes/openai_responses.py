@@ -372,9 +372,9 @@ class ResponsesEndpoint:
         status = "in_progress"
         if final:
             status = "incomplete" if plan.truncated else "completed"
-        reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+        reasoning: dict[str, Any] = _mapping(body.get("reasoning"))
         default_effort = "medium" if self.fake.is_reasoning_model(body["model"]) else None
-        text = body.get("text") if isinstance(body.get("text"), dict) else {}
+        text: dict[str, Any] = _mapping(body.get("text"))
         return {
             "id": self.response_id(),
             "object": "response",
@@ -439,6 +439,10 @@ class ResponsesEndpoint:
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_fake{self.fake.next_id():044x}"
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _echo_tool(tool: Any) -> Any:
