@@ -12,6 +12,11 @@ cache_read_input_tokens}}``; streams are named SSE events: ``message_start``,
 ``{"type": "error", "error": {"type", "message"}, "request_id"}``, with 529
 ``overloaded_error``. Rejections are in ``anthropic_rules.py``. With tools, the
 input tokens include the tool-use system prompt Anthropic adds (``tool_prompt``).
+With ``Usage(cache_1h_tokens=...)`` the usage also splits the cache writes by TTL
+(``cache_creation.ephemeral_5m_input_tokens``/``ephemeral_1h_input_tokens``).
+
+``POST /v1/messages/count_tokens`` (same headers) answers ``{"input_tokens": n}``:
+the input tokens the same body would be billed on ``/v1/messages``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .anthropic_rules import check_body, invalid
+from .anthropic_rules import check_body, check_count_body, invalid
 from .behaviours import Answer, ErrorReply
-from .server import FakeServer, Frame, dumps, sse
+from .server import FakeServer, Frame, Surface, dumps, sse
 from .tokens import Plan, make_plan, prompt_tokens, split_chunks
 
 # Anthropic's tool-use system prompt of the Claude 4 models, added to the input tokens
@@ -74,6 +79,11 @@ class FakeAnthropic(FakeServer):
 
     def route(self, method: str, path: str) -> bool:
         return method == "POST" and path == "/v1/messages"
+
+    def surface(self, method: str, path: str) -> Surface | None:
+        if method == "POST" and path == "/v1/messages/count_tokens":
+            return CountTokens(self)
+        return super().surface(method, path)
 
     def not_found(self, method: str, path: str) -> web.Response:
         return self.error_response(ErrorReply(404, "Not Found"))
@@ -217,6 +227,32 @@ class FakeAnthropic(FakeServer):
         frames.append((sse(final, "message_delta"), False))
         frames.append((sse({"type": "message_stop"}, "message_stop"), False))
         return frames
+
+
+class CountTokens:
+    """``POST /v1/messages/count_tokens``: the input tokens of a Messages request."""
+
+    def __init__(self, fake: FakeAnthropic) -> None:
+        self.fake = fake
+
+    def streaming(self, body: dict[str, Any]) -> bool:
+        return False
+
+    def validate(self, body: Any, headers: dict[str, str]) -> ErrorReply | None:
+        return check_count_body(body)
+
+    def answer_json(self, body: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        """``Answer(usage=Usage(prompt_tokens=n))`` replaces the count."""
+        if answer.usage is not None and answer.usage.prompt_tokens is not None:
+            return {"input_tokens": answer.usage.prompt_tokens}
+        counted = prompt_tokens(body.get("messages"), body.get("system")) + tool_prompt(body)
+        return {"input_tokens": counted}
+
+    def answer_frames(self, body: dict[str, Any], answer: Answer) -> Sequence[Frame]:
+        raise NotImplementedError("token counts are never streamed")
+
+    def stream_error_frame(self, error: ErrorReply | None) -> bytes:
+        return self.fake.stream_error_frame(error)
 
 
 def _thinking_block(text: str) -> dict[str, Any]:

@@ -6,7 +6,8 @@ inputs are forbidden), missing required fields (``model``, ``messages``,
 ``max_tokens``), ``max_tokens`` < 1, ``temperature`` > 1, ``system``/
 ``developer`` roles inside ``messages``, empty content, empty text blocks,
 unknown content block types, bad image sources, trailing whitespace in a final
-assistant prefill, and ``tool_use``/``tool_result`` pairing.
+assistant prefill, and ``tool_use``/``tool_result`` pairing. Token counting
+(``check_count_body``) applies the same checks to its smaller set of fields.
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ ALLOWED_FIELDS = frozenset(
         "mcp_servers",
         "context_management",
         "output_config",
+    }
+)
+# ``POST /v1/messages/count_tokens`` takes the prompt fields only (no max_tokens, no stream).
+COUNT_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "mcp_servers",
+        "context_management",
+        "output_config",
+        "cache_control",
+        "speed",
     }
 )
 BLOCK_TYPES = (
@@ -70,6 +87,17 @@ def check_body(body: dict[str, Any]) -> ErrorReply | None:
         or _check_system(body.get("system"))
         or _check_messages(body["messages"])
     )
+
+
+def check_count_body(body: dict[str, Any]) -> ErrorReply | None:
+    """Return the error Anthropic's token counting answers to ``body``, or None."""
+    for key in body:
+        if key not in COUNT_FIELDS:
+            return invalid(f"{key}: Extra inputs are not permitted")
+    for key in ("model", "messages"):
+        if key not in body:
+            return invalid(f"{key}: Field required")
+    return _check_system(body.get("system")) or _check_messages(body["messages"])
 
 
 def _check_numbers(body: dict[str, Any]) -> ErrorReply | None:

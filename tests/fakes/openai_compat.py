@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiohttp import web
 
 from .behaviours import Answer, ErrorReply
-from .server import FakeServer, Frame, dumps, sse
+from .server import FakeServer, Frame, Surface, dumps, sse
 from .tokens import Plan, make_plan, prompt_tokens, split_chunks
+
+if TYPE_CHECKING:
+    from .embeddings import EmbeddingsEndpoint
 
 DONE = b"data: [DONE]\n\n"
 
@@ -75,6 +78,9 @@ class OpenAICompatibleFake(FakeServer):
     visible_reasoning: ClassVar[bool] = False
     whole_tool_arguments: ClassVar[bool] = False
 
+    # The provider's embeddings endpoint (``{base}/embeddings``), None when it has none.
+    embeddings: ClassVar[type[EmbeddingsEndpoint] | None] = None
+
     def __init__(
         self,
         api_key: str = "test-key",
@@ -92,6 +98,25 @@ class OpenAICompatibleFake(FakeServer):
     @property
     def base_url(self) -> str:
         return self.origin + self.base_path
+
+    @property
+    def text_chunks(self) -> tuple[str, ...]:
+        """The default answer's stream chunks."""
+        return self._chunks
+
+    @property
+    def reasoning_chunks(self) -> tuple[str, ...]:
+        """The default reasoning's chunks (used by reasoning models)."""
+        return self._reasoning_chunks
+
+    def surface(self, method: str, path: str) -> Surface | None:
+        if (
+            self.embeddings is not None
+            and method == "POST"
+            and path == self.base_path + "/embeddings"
+        ):
+            return self.embeddings(self)
+        return super().surface(method, path)
 
     # ---- hooks -----------------------------------------------------------------
 

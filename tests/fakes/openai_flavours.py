@@ -24,12 +24,16 @@ quirks:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from aiohttp import web
 
 from .behaviours import ErrorReply
+from .embeddings import EmbeddingsEndpoint, MistralEmbeddings, TogetherEmbeddings
 from .openai_compat import OpenAICompatibleFake, openai_error
+from .openai_responses import ResponsesEndpoint, ResponseStore, retrieve
+from .server import Surface
 from .tokens import Plan
 
 _OPENAI_REASONING = re.compile(r"^(gpt-5|o1|o3|o4)")
@@ -37,9 +41,40 @@ _MISTRAL_TOOL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 
 
 class FakeOpenAI(OpenAICompatibleFake):
-    """OpenAI Chat Completions at ``http://127.0.0.1:PORT/v1``."""
+    """OpenAI at ``http://127.0.0.1:PORT/v1``: Chat Completions, Responses
+    (``openai_responses.py``; ``responses`` holds the stored ones) and embeddings."""
 
     flavour = "openai"
+    embeddings: ClassVar[type[EmbeddingsEndpoint] | None] = EmbeddingsEndpoint
+
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        *,
+        text: str | None = None,
+        reasoning_text: str = "Let me think about it.",
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        super().__init__(api_key, text=text, reasoning_text=reasoning_text, delay=delay, host=host)
+        self.responses = ResponseStore()
+
+    def reset(self) -> None:
+        """Also forget the stored responses."""
+        super().reset()
+        self.responses.clear()
+
+    def surface(self, method: str, path: str) -> Surface | None:
+        if method == "POST" and path == "/v1/responses":
+            return ResponsesEndpoint(self, self.responses)
+        return super().surface(method, path)
+
+    def reader(self, method: str, path: str) -> Callable[[], web.Response] | None:
+        prefix = "/v1/responses/"
+        response_id = path[len(prefix) :]
+        if method == "GET" and path.startswith(prefix) and response_id and "/" not in response_id:
+            return lambda: retrieve(self, self.responses, response_id)
+        return None
 
     def is_reasoning_model(self, model: str) -> bool:
         return bool(_OPENAI_REASONING.match(model))
@@ -104,6 +139,7 @@ class FakeMistral(OpenAICompatibleFake):
     """Mistral chat completions at ``http://127.0.0.1:PORT/v1``."""
 
     flavour = "mistral"
+    embeddings: ClassVar[type[EmbeddingsEndpoint] | None] = MistralEmbeddings
     stream_usage: ClassVar[str] = "final"
     whole_tool_arguments: ClassVar[bool] = True
 
@@ -180,6 +216,7 @@ class FakeTogether(OpenAICompatibleFake):
     """Together chat completions at ``http://127.0.0.1:PORT/v1``."""
 
     flavour = "together"
+    embeddings: ClassVar[type[EmbeddingsEndpoint] | None] = TogetherEmbeddings
     stream_usage: ClassVar[str] = "final"
     usage_placeholder: ClassVar[bool] = True
 

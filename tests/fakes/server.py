@@ -21,9 +21,9 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import orjson
 from aiohttp import web
@@ -44,6 +44,26 @@ from .records import RecordedRequest
 Frame = tuple[bytes, bool]
 
 _DEFAULT_ANSWER = Answer()
+
+
+class Surface(Protocol):
+    """One endpoint that answers requests with queued behaviours (chat, responses, ...).
+
+    The fake itself is the surface of its chat endpoint; other endpoints are small
+    objects that ``FakeServer.surface`` returns for their path.
+    """
+
+    def streaming(self, body: dict[str, Any]) -> bool:
+        """Whether this request is answered as an SSE stream."""
+        ...
+
+    def validate(self, body: Any, headers: dict[str, str]) -> ErrorReply | None: ...
+
+    def answer_json(self, body: dict[str, Any], answer: Answer) -> object: ...
+
+    def answer_frames(self, body: dict[str, Any], answer: Answer) -> Sequence[Frame]: ...
+
+    def stream_error_frame(self, error: ErrorReply | None) -> bytes: ...
 
 
 def dumps(obj: object) -> bytes:
@@ -197,6 +217,18 @@ class FakeServer:
         """Whether ``method path`` is the provider's chat endpoint."""
         raise NotImplementedError
 
+    def surface(self, method: str, path: str) -> Surface | None:
+        """The endpoint that serves ``method path`` (the chat endpoint by default)."""
+        return self if self.route(method, path) else None
+
+    def reader(self, method: str, path: str) -> Callable[[], web.Response] | None:
+        """A read (e.g. ``GET`` of a stored object): answered after authentication,
+        without a body and without taking a queued behaviour."""
+        return None
+
+    def streaming(self, body: dict[str, Any]) -> bool:
+        return body.get("stream") is True
+
     def not_found(self, method: str, path: str) -> web.Response:
         raise NotImplementedError
 
@@ -255,16 +287,21 @@ class FakeServer:
             record._done.set()
 
     async def _handle(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
-        if not self.route(request.method, request.path):
+        surface = self.surface(request.method, request.path)
+        reader = self.reader(request.method, request.path)
+        if surface is None and reader is None:
             return self.not_found(request.method, request.path)
         denied = self.authenticate(record.headers)
         if denied is not None:
             return denied
+        if reader is not None:
+            return reader()
+        assert surface is not None
         if not isinstance(record.body, dict):
             return self.error_response(
                 ErrorReply(400, "We could not parse the JSON body of your request.")
             )
-        problem = self.validate(record.body, record.headers)
+        problem = surface.validate(record.body, record.headers)
         if problem is not None:
             return self.error_response(problem)
         behaviour = self._next()
@@ -273,13 +310,17 @@ class FakeServer:
         while isinstance(behaviour, Hang):
             await asyncio.sleep(behaviour.seconds)
             behaviour = behaviour.then or _DEFAULT_ANSWER
-        return await self._perform(request, record, behaviour)
+        return await self._perform(request, record, behaviour, surface)
 
     async def _perform(
-        self, request: web.Request, record: RecordedRequest, behaviour: Behaviour
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        behaviour: Behaviour,
+        surface: Surface,
     ) -> web.StreamResponse:
         body: dict[str, Any] = record.body
-        streaming = body.get("stream") is True
+        streaming = surface.streaming(body)
         if isinstance(behaviour, ErrorReply):
             return self.error_response(behaviour)
         if isinstance(behaviour, WrongContentType):
@@ -297,20 +338,21 @@ class FakeServer:
                     body=b'{"id": "broken", "choices": [{"message": ',
                     content_type="application/json",
                 )
-            frames = self.answer_frames(body, _DEFAULT_ANSWER)
-            return await self._stream(request, record, frames, Answer(), broken=behaviour)
+            frames = surface.answer_frames(body, _DEFAULT_ANSWER)
+            return await self._stream(request, record, surface, frames, Answer(), broken=behaviour)
         assert isinstance(behaviour, Answer)
         if not streaming:
             return web.Response(
-                body=dumps(self.answer_json(body, behaviour)), content_type="application/json"
+                body=dumps(surface.answer_json(body, behaviour)), content_type="application/json"
             )
-        frames = self.answer_frames(body, behaviour)
-        return await self._stream(request, record, frames, behaviour)
+        frames = surface.answer_frames(body, behaviour)
+        return await self._stream(request, record, surface, frames, behaviour)
 
     async def _stream(
         self,
         request: web.Request,
         record: RecordedRequest,
+        surface: Surface,
         frames: Sequence[Frame],
         answer: Answer,
         broken: Malformed | None = None,
@@ -340,7 +382,7 @@ class FakeServer:
                     _cut(request, record)
                     return response
                 if _reached(deltas, answer.error_after):
-                    await response.write(self.stream_error_frame(answer.error))
+                    await response.write(surface.stream_error_frame(answer.error))
                     break
                 if broken is not None and deltas >= broken.after_chunks:
                     await response.write(b'data: {"id": "broken", "choices": [{"delta": \n\n')

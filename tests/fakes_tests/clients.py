@@ -81,3 +81,28 @@ def first_text(message: Any) -> str:
     block = message.content[0]
     assert block.type == "text"
     return str(block.text)
+
+
+def post_path(
+    fake: FakeServer, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST ``body`` to ``fake.base_url + path`` with raw httpx (default: valid auth)."""
+    if headers is None:
+        if isinstance(fake, FakeAnthropic):
+            headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+        else:
+            headers = {"Authorization": f"Bearer {KEY}"}
+    url = fake.base_url + path
+    return httpx.post(url, json=body, headers=headers, timeout=5.0, verify=False)  # noqa: S501
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(event name, JSON data)`` pairs of a named-event SSE body, in order."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    for block in response.text.split("\n\n"):
+        lines = block.splitlines()
+        names = [line[7:] for line in lines if line.startswith("event: ")]
+        data = [line[6:] for line in lines if line.startswith("data: ")]
+        if data:
+            events.append((names[0] if names else "", json.loads("".join(data))))
+    return events
