@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -124,10 +125,40 @@ async def service_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-async def http_error(_request: Request, exc: Exception) -> Response:
+PROVIDER_PREFIX = "/ai/{provider}/"
+
+
+def served_endpoints(routers: list[APIRouter]) -> list[str]:
+    """The endpoints of the routes under every provider path (`chat/completions`, ...)."""
+    found: list[str] = []
+    for route in (route for router in routers for route in router.routes):
+        path = getattr(route, "path", "")
+        if path.startswith(PROVIDER_PREFIX):
+            endpoint = re.sub(r"\{[^}]*\}", "{id}", path.removeprefix(PROVIDER_PREFIX))
+            if endpoint not in found:
+                found.append(endpoint)
+    return found
+
+
+def not_served(path: str, served: list[str]) -> str | None:
+    """The 404 message for an endpoint of a provider path that the gateway does not serve."""
+    parts = path.split("/", 3)
+    if len(parts) == 4 and parts[1] == "ai" and parts[2] in providers.PATHS and parts[3]:
+        names = ", ".join(served)
+        return f"{path} is not served by this gateway; it serves {names} under /ai/{parts[2]}/."
+    return None
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kinds = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
-    body = to_openai_error(str(exc.detail), kinds.get(exc.status_code, "invalid_request_error"))
+    message = str(exc.detail)
+    if exc.status_code == 404:
+        named = not_served(request.url.path, request.app.state.served)
+        if named is not None:
+            log.info("endpoint not served", extra={"path": request.url.path})
+            message = named
+    body = to_openai_error(message, kinds.get(exc.status_code, "invalid_request_error"))
     return json_response(body, exc.status_code, dict(exc.headers or {}))
 
 
@@ -186,8 +217,10 @@ def create_api(settings: Settings) -> FastAPI:
         app.add_exception_handler(kind, service_error)
     # the admin API and dashboard first: `/ai/admin/models` is not a provider's model list
     admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
-    for module in (openapi, *admin_routes, chat, models, account, health):
-        app.include_router(module.router)
+    routers = [m.router for m in (openapi, *admin_routes, chat, models, account, health)]
+    for router in routers:
+        app.include_router(router)
+    app.state.served = served_endpoints(routers)
     static = StaticFiles(packages=[("ai_service", "static")])
     app.mount("/ai/admin/static", static, name="admin-static")
     app.state.templates = make_templates()

@@ -168,3 +168,16 @@ def test_a_bad_price_data_file_is_refused(admin: httpx.Client) -> None:
     assert_error(admin.post("/price-data", content="not json"), 400, "invalid_request_error")
     partial = json.dumps([{"id": "openai", "name": "o", "api_pattern": "o", "models": []}])
     assert_error(admin.post("/price-data", content=partial), 400, "invalid_request_error")
+
+
+def test_an_alias_is_retrieved_by_id_naming_its_model(
+    admin_gateway: Gateway, admin: httpx.Client
+) -> None:
+    r = admin.put(
+        "/aliases", json={"provider": "openai", "alias": "fast", "target": "gpt-5.4-nano"}
+    )
+    assert r.status_code == 200
+    key = admin_gateway.create_user("alice", "10")
+    r = httpx.get(f"{admin_gateway.url}/ai/openai/models/fast", headers={"X-API-Key": key})
+    assert r.status_code == 200
+    assert (r.json()["id"], r.json()["alias_of"]) == ("fast", "gpt-5.4-nano")

@@ -1,4 +1,5 @@
-"""GET /ai/{provider}/models: the catalog's models of a provider, OpenAI list shape.
+"""GET /ai/{provider}/models (the catalog's models of a provider, OpenAI list shape) and
+GET /ai/{provider}/models/{id} (one of them, OpenAI model shape).
 
 Each priced model carries its standard rates (USD per 1M tokens) and whether the
 provider deprecated it; ids the price data no longer prices are listed with
@@ -43,11 +44,16 @@ def model_entry(provider: str, model_id: str, price: Price) -> dict[str, Any]:
     return entry
 
 
+def provider_of(path: str) -> str:
+    target = PATHS.get(path)
+    if target is None:
+        raise NotFoundError(f"Unknown provider path '/ai/{path}/'.")
+    return target
+
+
 @router.get("/ai/{provider}/models", summary="List the catalog's models of a provider")
 async def list_models(provider: str, state: StateDep, _principal: PrincipalDep) -> Response:
-    target = PATHS.get(provider)
-    if target is None:
-        raise NotFoundError(f"Unknown provider path '/ai/{provider}/'.")
+    target = provider_of(provider)
     catalog = await state.catalog.get()
     data = [
         model_entry(target, mid, price) for mid, price in sorted(catalog.models(target).items())
@@ -63,3 +69,28 @@ async def list_models(provider: str, state: StateDep, _principal: PrincipalDep) 
         for mid in catalog.retired(target)
     ]
     return json_response({"object": "list", "data": data})
+
+
+@router.get("/ai/{provider}/models/{model_id:path}", summary="One model of the catalog")
+async def get_model(
+    provider: str, model_id: str, state: StateDep, _principal: PrincipalDep
+) -> Response:
+    """The model as `/models` lists it: an alias names its model, a retired id says so."""
+    target = provider_of(provider)
+    catalog = await state.catalog.get()
+    model = catalog.aliases.get(target, {}).get(model_id, model_id)
+    price = catalog.price(target, model)
+    if price is not None:
+        entry = model_entry(target, model_id, price)
+        if model != model_id:
+            entry["alias_of"] = model
+        return json_response(entry)
+    if model_id in catalog.retired(target):
+        return json_response(
+            {"id": model_id, "object": "model", "created": 0, "owned_by": target, "retired": True}
+        )
+    raise NotFoundError(
+        f"The model '{model_id}' does not exist on the {target} path; "
+        f"GET /ai/{provider}/models lists the models served.",
+        code="model_not_found",
+    )
