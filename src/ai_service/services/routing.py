@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ai_service.billing.catalog import Catalog, Resolved
 from ai_service.billing.estimate import prompt_bound
@@ -20,9 +22,17 @@ from ai_service.billing.images import find_images
 from ai_service.billing.pricing import affordable_output, worst_case
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, UpstreamStatusError, UpstreamUnavailableError
-from ai_service.providers.base import ChatRequest, ChatResult, JsonObject, UpstreamRequest
+from ai_service.providers.base import (
+    Adapter,
+    ChatRequest,
+    ChatResult,
+    JsonObject,
+    UpstreamRequest,
+)
 from ai_service.state import AppState
 from ai_service.upstream import UpstreamStream
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +206,30 @@ def backoff(settings: Settings, attempt: int, retry_after: float | None) -> floa
     return delay
 
 
+# one attempt at one target: (its adapter, the target, the request built for the plan's
+# limit or None, the output limit to send) -> the upstream's answer
+Attempt = Callable[[Adapter, Target, UpstreamRequest | None, int], Awaitable[T]]
+
+
 async def send(
     state: AppState, plan: Plan, body: JsonObject, stream: bool, attempts: Attempts
 ) -> tuple[Target, ChatResult | UpstreamStream]:
+    """A chat completion through the chain (`attempt_chain`)."""
+
+    async def attempt(
+        adapter: Adapter, target: Target, prepared: UpstreamRequest | None, limit: int
+    ) -> ChatResult | UpstreamStream:
+        req = ChatRequest(body, target.resolved.model, stream, limit)
+        if stream:
+            return await state.upstream.open_stream(adapter, req, prepared)
+        return await state.upstream.complete(adapter, req, prepared)
+
+    return await attempt_chain(state, plan, attempts, attempt)
+
+
+async def attempt_chain(
+    state: AppState, plan: Plan, attempts: Attempts, attempt: Attempt[T]
+) -> tuple[Target, T]:
     """Try the chain until one target answers. Raises the last `ServiceError`."""
     settings = state.settings
     deadline = time.monotonic() + settings.retry_budget_seconds
@@ -209,24 +240,19 @@ async def send(
             last = UpstreamUnavailableError(f"The {target.provider} provider is not configured.")
             attempts.record(target, "not configured")
             continue
-        req = ChatRequest(body, target.resolved.model, stream, plan.limit_for(target))
         prepared = plan.prepared(index, target)
-        for attempt in range(settings.retry_attempts + 1):
+        limit = plan.limit_for(target)
+        for number in range(settings.retry_attempts + 1):
             try:
-                if stream:
-                    result: ChatResult | UpstreamStream = await state.upstream.open_stream(
-                        adapter, req, prepared
-                    )
-                else:
-                    result = await state.upstream.complete(adapter, req, prepared)
+                result = await attempt(adapter, target, prepared, limit)
             except ServiceError as exc:
                 attempts.record(target, f"{exc.status} {exc.message}")
                 last = exc
                 if isinstance(exc, UpstreamStatusError):
                     raise
-                if not exc.retryable or attempt == settings.retry_attempts:
+                if not exc.retryable or number == settings.retry_attempts:
                     break
-                delay = backoff(settings, attempt, exc.retry_after)
+                delay = backoff(settings, number, exc.retry_after)
                 if time.monotonic() + delay > deadline:
                     break
                 await asyncio.sleep(delay)
