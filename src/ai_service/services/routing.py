@@ -211,10 +211,10 @@ def backoff(settings: Settings, attempt: int, retry_after: float | None) -> floa
 Attempt = Callable[[Adapter, Target, UpstreamRequest | None, int], Awaitable[T]]
 
 
-async def send(
-    state: AppState, plan: Plan, body: JsonObject, stream: bool, attempts: Attempts
-) -> tuple[Target, ChatResult | UpstreamStream]:
-    """A chat completion through the chain (`attempt_chain`)."""
+def chat_attempt(
+    state: AppState, body: JsonObject, stream: bool
+) -> Attempt[ChatResult | UpstreamStream]:
+    """One attempt of a chat completion: a JSON answer, or a stream once its status is in."""
 
     async def attempt(
         adapter: Adapter, target: Target, prepared: UpstreamRequest | None, limit: int
@@ -224,7 +224,7 @@ async def send(
             return await state.upstream.open_stream(adapter, req, prepared)
         return await state.upstream.complete(adapter, req, prepared)
 
-    return await attempt_chain(state, plan, attempts, attempt)
+    return attempt
 
 
 async def attempt_chain(
