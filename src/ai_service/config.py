@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = True
     auto_migrate: bool = True
-    # rate limits (ratelimit.py): per-user defaults for users whose own limit is NULL
+    # rate limits (ai_service.ratelimit): per-user defaults for users whose own limit is NULL
     # (None = unlimited); Redis shares the counters across instances when its URL is set
     default_rpm: int | None = Field(None, ge=0)
     default_tpm: int | None = Field(None, ge=0)
