@@ -15,7 +15,6 @@ from starlette.responses import Response
 
 from ai_service.auth import Principal
 from ai_service.billing import ledger
-from ai_service.config import PROVIDER_ENV
 from ai_service.errors import (
     AuthenticationError,
     InsufficientQuotaError,
@@ -24,6 +23,7 @@ from ai_service.errors import (
     ServiceError,
     UpstreamUnavailableError,
 )
+from ai_service.providers import PROVIDER_ENV
 from ai_service.providers.base import ChatResult
 from ai_service.schemas import include_usage, parse_body, validate_chat, validate_choices
 from ai_service.services import idempotency, respond
