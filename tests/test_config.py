@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from ai_service.config import Settings
+from ai_service.providers import PATHS, REGISTRY, configured
+from ai_service.providers.base import ChatRequest
 from ai_service.storage.db import async_url
 
 
@@ -20,6 +22,42 @@ def test_environment_prefix_and_provider_variables(monkeypatch: pytest.MonkeyPat
     assert settings.provider_credentials("openai") == ("https://api.openai.com/v1", "sk-openai")
     assert settings.provider_credentials("claude") == ("http://claude.local", None)
     assert settings.provider_credentials("llama")[0] == "https://api.together.xyz/v1"
+
+
+@pytest.mark.parametrize("path", list(REGISTRY))
+@pytest.mark.parametrize("prefix", ["", "AI_SERVICE_"])
+def test_every_registered_provider_reads_its_own_variables(
+    monkeypatch: pytest.MonkeyPatch, path: str, prefix: str
+) -> None:
+    spec = REGISTRY[path]
+    assert Settings().provider_credentials(path) == (spec.default_url, None)
+    monkeypatch.setenv(prefix + spec.key_variable, f"sk-{path}")
+    monkeypatch.setenv(prefix + spec.url_variable, f"http://{path}.local")
+    settings = Settings()
+    assert settings.provider_credentials(path) == (f"http://{path}.local", f"sk-{path}")
+    adapter = configured(settings)[path]
+    assert adapter.name == path
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    upstream = adapter.build_request(ChatRequest(body, "m", stream=False, max_output_tokens=16))
+    assert upstream.url.startswith(f"http://{path}.local/")
+
+
+def test_provider_settings_keep_their_names_in_arguments_and_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "ai.yaml"
+    config.write_text("anthropic_base_url: http://claude.yaml\nmistral_api_key: sk-mistral\n")
+    monkeypatch.setenv("AI_SERVICE_CONFIG", str(config))
+    settings = Settings(together_api_key="sk-together")
+    assert settings.provider_credentials("claude") == ("http://claude.yaml", None)
+    assert settings.provider_credentials("mistral")[1] == "sk-mistral"
+    assert settings.provider_credentials("llama")[1] == "sk-together"
+    assert set(configured(settings)) == {"mistral", "llama"}
+
+
+def test_paths_are_the_registry_and_its_aliases() -> None:
+    assert dict(PATHS) == {name: name for name in REGISTRY} | {"v1": "openai"}
+    assert list(REGISTRY) == ["openai", "claude", "mistral", "llama", "deepseek"]
 
 
 def test_yaml_file_with_environment_winning(

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +31,7 @@ from ai_service.ratelimit import (
     LocalRateLimiter,
     build_limiter,
 )
-from ai_service.ratelimit_redis import SCRIPT_SHA, RedisRateLimiter, connect
+from ai_service.ratelimit.redis import SCRIPT_SHA, RedisRateLimiter, connect
 
 REDIS_URL = os.environ.get("AI_SERVICE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ALICE = Principal(key_id=11, user_id=1, user_name="alice", key_prefix="ais-alice")
@@ -585,3 +587,11 @@ async def test_limiter_returns_to_redis_when_it_is_back(
     finally:
         await limiter.aclose()
         await proxy.down()
+
+
+def test_the_package_does_not_import_the_authentication_layer() -> None:
+    code = "import sys, ai_service.ratelimit.redis; print('ai_service.auth' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

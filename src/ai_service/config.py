@@ -3,15 +3,16 @@
 Precedence: constructor arguments, then the environment, then the YAML file
 named by `AI_SERVICE_CONFIG`, then the defaults below. Provider credentials are
 read from the ecosystem's own variables (`OPENAI_API_KEY`, `ANTHROPIC_BASE_URL`,
-...). There is no module-level instance: the CLI builds one and passes it on.
+...), named by the provider registry (`ai_service.providers.REGISTRY`). There is
+no module-level instance: the CLI builds one and passes it on.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,23 +20,37 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from ai_service.providers import REGISTRY
+
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "admin", "password"})
 
-# path segment -> (key variable, base-URL variable, default base URL)
-PROVIDER_ENV: dict[str, tuple[str, str, str]] = {
-    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
-    "claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-    "mistral": ("MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"),
-    "llama": ("TOGETHER_API_KEY", "TOGETHER_BASE_URL", "https://api.together.xyz/v1"),
-    "deepseek": ("DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com"),
-}
+
+def _provider_fields() -> dict[str, Any]:
+    """Two settings per registered provider: its key and its base URL.
+
+    Each is read from the provider's own variable (`OPENAI_API_KEY`) or the
+    prefixed one (`AI_SERVICE_OPENAI_API_KEY`), and is named by the variable in
+    lower case (`openai_api_key`) in a YAML file or as a keyword argument.
+    """
+    fields: dict[str, Any] = {}
+    for spec in REGISTRY.values():
+        key, url = spec.key_variable, spec.url_variable
+        key_alias = AliasChoices(key, f"AI_SERVICE_{key}")
+        url_alias = AliasChoices(url, f"AI_SERVICE_{url}")
+        fields[spec.key_setting] = (SecretStr | None, Field(None, validation_alias=key_alias))
+        fields[spec.url_setting] = (str, Field(spec.default_url, validation_alias=url_alias))
+    return fields
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+if TYPE_CHECKING:  # the type checker sees the fixed settings; the providers' are generated
+    ProviderSettings = BaseSettings
+else:
+    ProviderSettings = create_model(
+        "ProviderSettings", __base__=BaseSettings, __module__=__name__, **_provider_fields()
+    )
 
 
-class Settings(BaseSettings):
+class Settings(ProviderSettings):
     """Every setting of the gateway; see docs/operations.md for each one."""
 
     model_config = SettingsConfigDict(
@@ -60,42 +75,6 @@ class Settings(BaseSettings):
     workers: int = 1
     admin_key: SecretStr | None = None
     instance_id: str | None = None
-
-    openai_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("OPENAI_API_KEY", "AI_SERVICE_OPENAI_API_KEY")
-    )
-    openai_base_url: str = Field(
-        "https://api.openai.com/v1",
-        validation_alias=_env("OPENAI_BASE_URL", "AI_SERVICE_OPENAI_BASE_URL"),
-    )
-    anthropic_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("ANTHROPIC_API_KEY", "AI_SERVICE_ANTHROPIC_API_KEY")
-    )
-    anthropic_base_url: str = Field(
-        "https://api.anthropic.com",
-        validation_alias=_env("ANTHROPIC_BASE_URL", "AI_SERVICE_ANTHROPIC_BASE_URL"),
-    )
-    mistral_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("MISTRAL_API_KEY", "AI_SERVICE_MISTRAL_API_KEY")
-    )
-    mistral_base_url: str = Field(
-        "https://api.mistral.ai/v1",
-        validation_alias=_env("MISTRAL_BASE_URL", "AI_SERVICE_MISTRAL_BASE_URL"),
-    )
-    together_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("TOGETHER_API_KEY", "AI_SERVICE_TOGETHER_API_KEY")
-    )
-    together_base_url: str = Field(
-        "https://api.together.xyz/v1",
-        validation_alias=_env("TOGETHER_BASE_URL", "AI_SERVICE_TOGETHER_BASE_URL"),
-    )
-    deepseek_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("DEEPSEEK_API_KEY", "AI_SERVICE_DEEPSEEK_API_KEY")
-    )
-    deepseek_base_url: str = Field(
-        "https://api.deepseek.com",
-        validation_alias=_env("DEEPSEEK_BASE_URL", "AI_SERVICE_DEEPSEEK_BASE_URL"),
-    )
 
     # request limits
     max_body_bytes: int = 8 * 1024 * 1024
@@ -140,7 +119,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = True
     auto_migrate: bool = True
-    # rate limits (ratelimit.py): per-user defaults for users whose own limit is NULL
+    # rate limits (ai_service.ratelimit): per-user defaults for users whose own limit is NULL
     # (None = unlimited); Redis shares the counters across instances when its URL is set
     default_rpm: int | None = Field(None, ge=0)
     default_tpm: int | None = Field(None, ge=0)
@@ -174,10 +153,10 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def provider_credentials(self, provider: str) -> tuple[str, str | None]:
-        """Base URL and API key (or None) for a provider path segment."""
-        prefix = {"claude": "anthropic", "llama": "together"}.get(provider, provider)
-        base_url: str = getattr(self, f"{prefix}_base_url")
-        key: SecretStr | None = getattr(self, f"{prefix}_api_key")
+        """Base URL and API key (or None) of a registered provider, by its path segment."""
+        spec = REGISTRY[provider]
+        base_url: str = getattr(self, spec.url_setting)
+        key: SecretStr | None = getattr(self, spec.key_setting)
         return base_url, key.get_secret_value() if key is not None else None
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from ai_service.config import Settings
+from ai_service.providers import REGISTRY
 from tests.conftest import UPSTREAM_KEY
 from tests.fakes.anthropic_messages import FakeAnthropic
 from tests.fakes.openai_flavours import FakeOpenAI
@@ -162,6 +163,19 @@ def test_every_setting_is_documented() -> None:
         if not any(f"`{n}`" in text for n in names):
             missing.append(name)
     assert missing == []
+
+
+def test_every_provider_is_documented() -> None:
+    providers = (ROOT / "docs" / "providers.md").read_text()
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for path, spec in REGISTRY.items():
+        assert f"`/ai/{path}`" in providers, path
+        assert f"`{spec.key_variable}`" in readme, path
+        for variable in (spec.key_variable, spec.url_variable):
+            assert f"${variable}" in providers or f"`{variable}`" in providers, variable
+            assert f"`{variable}`" in operations, variable
+        assert f"`{spec.default_url}`" in operations, path
 
 
 def test_readme_links_the_docs() -> None:

@@ -1,4 +1,4 @@
-"""Anthropic error responses -> ServiceError (DESIGN §9)."""
+"""Anthropic error bodies and stream error events through the shared upstream error map."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from email.utils import format_datetime
 import pytest
 
 from ai_service.errors import (
+    PayloadTooLargeError,
     RateLimitError,
     ServiceError,
     UpstreamError,
@@ -16,7 +17,8 @@ from ai_service.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from ai_service.providers.anthropic.errors import map_error, map_stream_error, parse_retry_after
+from ai_service.providers.anthropic.errors import map_error, map_stream_error
+from ai_service.providers.errors import retry_after
 
 KEY = "sk-ant-api03-secret-key"
 
@@ -36,7 +38,7 @@ def body(error_type: str, message: str) -> bytes:
         (402, "billing_error", UpstreamError, 502, False),
         (404, "not_found_error", UpstreamStatusError, 404, False),
         (409, "conflict", UpstreamStatusError, 409, False),
-        (413, "request_too_large", UpstreamStatusError, 413, False),
+        (413, "request_too_large", PayloadTooLargeError, 413, False),
         (429, "rate_limit_error", RateLimitError, 429, True),
         (500, "api_error", UpstreamError, 502, True),
         (502, "api_error", UpstreamError, 502, True),
@@ -56,10 +58,22 @@ def test_status_mapping(
     assert error.retryable is retryable
 
 
-@pytest.mark.parametrize("status", [400, 404, 409, 413, 429])
+@pytest.mark.parametrize("status", [400, 404, 409, 413])
 def test_4xx_passes_the_upstream_message_with_a_prefix(status: int) -> None:
     error = map_error(status, body("invalid_request_error", "max_tokens: must be positive"), {})
     assert error.message == "claude: max_tokens: must be positive"
+
+
+def test_413_is_the_clients_request_too_large() -> None:
+    error = map_error(413, body("request_too_large", "Request exceeds the maximum size"), {})
+    assert isinstance(error, PayloadTooLargeError)
+    assert (error.status, error.error_code, error.retryable) == (413, "request_too_large", False)
+
+
+def test_429_does_not_quote_the_providers_account_limits() -> None:
+    error = map_error(429, body("rate_limit_error", "org-123: 40,000 input tokens/min"), {})
+    assert "org-123" not in error.message
+    assert "claude" in error.message
 
 
 def test_404_keeps_the_upstream_model_message() -> None:
@@ -89,7 +103,7 @@ def test_credential_errors_blame_the_gateway_and_leak_nothing(status: int) -> No
 def test_5xx_never_quotes_the_upstream_body(status: int) -> None:
     error = map_error(status, body("api_error", "internal trace at node-17"), {})
     assert "node-17" not in error.message
-    assert error.message.startswith("claude: ")
+    assert error.message.startswith("The claude provider ")
 
 
 def test_the_key_is_redacted_from_a_4xx_message() -> None:
@@ -108,7 +122,7 @@ def test_long_4xx_message_is_truncated() -> None:
 )
 def test_unparseable_4xx_body_gets_a_generic_message(raw: bytes) -> None:
     error = map_error(400, raw, {})
-    assert error.message == "claude: the provider rejected the request (HTTP 400)"
+    assert error.message == "claude: the claude provider refused the request"
     assert error.status == 400
 
 
@@ -120,15 +134,24 @@ def test_rate_limit_carries_retry_after_from_the_header() -> None:
     assert map_error(429, body("rate_limit_error", "slow down"), {}).retry_after is None
 
 
+@pytest.mark.parametrize("status", [503, 529])
+def test_overloaded_carries_retry_after_from_the_header(status: int) -> None:
+    error = map_error(status, body("overloaded_error", "Overloaded"), {"retry-after": "12"})
+    assert isinstance(error, UpstreamUnavailableError)
+    assert (error.retry_after, error.headers()) == (12.0, {"Retry-After": "12"})
+
+
 def test_retry_after_accepts_an_http_date_and_ignores_garbage() -> None:
     when = datetime.now(UTC) + timedelta(seconds=120)
-    seconds = parse_retry_after({"retry-after": format_datetime(when, usegmt=True)})
+    seconds = retry_after({"retry-after": format_datetime(when, usegmt=True)})
     assert seconds is not None
     assert 100 < seconds <= 120
     past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
-    assert parse_retry_after({"retry-after": past}) == 0.0
-    assert parse_retry_after({"retry-after": "soon"}) is None
-    assert parse_retry_after({"x-other": "5"}) is None
+    assert retry_after({"retry-after": past}) == 0.0
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({"retry-after": "nan"}) is None
+    assert retry_after({"retry-after": "-3"}) == 0.0
+    assert retry_after({"x-other": "5"}) is None
 
 
 @pytest.mark.parametrize(
@@ -137,7 +160,7 @@ def test_retry_after_accepts_an_http_date_and_ignores_garbage() -> None:
         ("overloaded_error", UpstreamUnavailableError, 503),
         ("invalid_request_error", UpstreamStatusError, 400),
         ("authentication_error", UpstreamError, 502),
-        ("request_too_large", UpstreamStatusError, 413),
+        ("request_too_large", PayloadTooLargeError, 413),
         ("timeout_error", UpstreamTimeoutError, 504),
     ],
 )

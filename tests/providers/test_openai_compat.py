@@ -17,7 +17,13 @@ from ai_service.errors import (
     UpstreamUnavailableError,
 )
 from ai_service.providers.base import ChatRequest, ProviderConfig, StreamEvent, Usage
-from ai_service.providers.errors import ErrorDetail, map_status, parse_error_body
+from ai_service.providers.errors import (
+    MAX_MESSAGE_CHARS,
+    ErrorDetail,
+    map_status,
+    parse_error_body,
+    retry_after,
+)
 from ai_service.providers.openai_compat import (
     OpenAICompatAdapter,
     Quirks,
@@ -490,3 +496,30 @@ def test_status_mapping_for_server_side_failures() -> None:
     assert "secret" not in failed.message
     assert not map_status("acme", 501, none, {}).retryable
     assert map_status("acme", 418, ErrorDetail(), {}).message.endswith("refused the request")
+
+
+def test_a_key_cut_by_the_message_limit_is_still_redacted() -> None:
+    message = "x" * (MAX_MESSAGE_CHARS - 5) + KEY
+    error = map_status("acme", 400, ErrorDetail(message), {}, api_key=KEY)
+    assert KEY[:5] not in error.message
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "3"}, 3.0),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+        ({"RETRY-AFTER": "4"}, 4.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+        ({"retry-after": "inf"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_in_seconds_milliseconds_or_a_date(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    assert retry_after(headers) == seconds
+    for status in (429, 503, 529):
+        assert map_status("acme", status, ErrorDetail(), headers).retry_after == seconds

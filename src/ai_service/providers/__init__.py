@@ -1,35 +1,59 @@
-"""The provider registry: path segment -> adapter factory, as one explicit literal."""
+"""The provider registry: one entry per provider, as one explicit literal.
+
+An entry is all a provider needs: its path segment (the key), its adapter,
+the variables of its key and base URL, and its default base URL. The settings
+(`ai_service.config`), the paths the routes accept, `/models`, the admin
+catalog, the dashboard and the CLI all read this literal; adding a provider is
+adding its entry (and its adapter module).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ai_service.config import PROVIDER_ENV, Settings
 from ai_service.providers.anthropic import AnthropicAdapter
-from ai_service.providers.base import Adapter, ProviderConfig
+from ai_service.providers.base import Adapter, ProviderConfig, ProviderSpec
 from ai_service.providers.deepseek import DeepSeekAdapter
 from ai_service.providers.mistral import MistralAdapter
 from ai_service.providers.openai import OpenAIAdapter
 from ai_service.providers.together import TogetherAdapter
 
-REGISTRY: dict[str, Callable[[ProviderConfig], Adapter]] = {
-    "openai": OpenAIAdapter,
-    "claude": AnthropicAdapter,
-    "mistral": MistralAdapter,
-    "llama": TogetherAdapter,
-    "deepseek": DeepSeekAdapter,
+if TYPE_CHECKING:
+    from ai_service.config import Settings
+
+REGISTRY: dict[str, ProviderSpec] = {
+    "openai": ProviderSpec(
+        OpenAIAdapter,
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+        aliases=("v1",),  # the legacy unified path
+    ),
+    "claude": ProviderSpec(
+        AnthropicAdapter, "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"
+    ),
+    "mistral": ProviderSpec(
+        MistralAdapter, "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"
+    ),
+    "llama": ProviderSpec(
+        TogetherAdapter, "TOGETHER_API_KEY", "TOGETHER_BASE_URL", "https://api.together.xyz/v1"
+    ),
+    "deepseek": ProviderSpec(
+        DeepSeekAdapter, "DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com"
+    ),
 }
 
-# path segments a client may use; "v1" is the legacy unified path to OpenAI
-PATHS: dict[str, str] = {name: name for name in PROVIDER_ENV} | {"v1": "openai"}
+# every path segment a client may use -> the provider it reaches
+PATHS: dict[str, str] = {
+    path: name for name, spec in REGISTRY.items() for path in (name, *spec.aliases)
+}
 
 
 def configured(settings: Settings) -> dict[str, Adapter]:
     """Adapters for every provider whose API key is set."""
     adapters: dict[str, Adapter] = {}
-    for name, factory in REGISTRY.items():
+    for name, spec in REGISTRY.items():
         base_url, key = settings.provider_credentials(name)
         if key:
-            variable = PROVIDER_ENV[name][0]
-            adapters[name] = factory(ProviderConfig(name, base_url, key, variable))
+            adapters[name] = spec.adapter(ProviderConfig(name, base_url, key, spec.key_variable))
     return adapters

@@ -9,7 +9,7 @@ adapter with the one shared HTTP client.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -169,3 +169,27 @@ class ProviderConfig:
     api_key: str | None
     key_variable: str
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """Everything the gateway knows about one provider: one entry of `providers.REGISTRY`.
+
+    The entry's key is the provider's path segment (`/ai/<path>/...`); `aliases`
+    are further segments that reach it. The key's and the base URL's variables
+    are also the settings `<variable lowercased>` and `AI_SERVICE_<variable>`.
+    """
+
+    adapter: Callable[[ProviderConfig], Adapter]
+    key_variable: str
+    url_variable: str
+    default_url: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def key_setting(self) -> str:
+        return self.key_variable.lower()
+
+    @property
+    def url_setting(self) -> str:
+        return self.url_variable.lower()

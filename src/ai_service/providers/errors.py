@@ -1,25 +1,36 @@
-"""Upstream error bodies and statuses of the OpenAI-compatible providers -> gateway errors.
+"""The one map from an upstream's error status to the gateway's errors, for every provider.
 
-The mapping follows DESIGN §9:
+Each adapter reads its provider's error body into an `ErrorDetail` (the
+OpenAI-compatible shapes below, Anthropic's in `anthropic/errors.py`); the
+status, that detail and the headers then go through `map_status`:
 
-    401 / 403 (credentials)   -> UpstreamError 502            the operator's problem
-    402 (provider balance)    -> UpstreamError 502            likewise (DeepSeek's 402)
-    413                       -> PayloadTooLargeError 413
-    429                       -> RateLimitError 429, Retry-After, retryable
-    other 4xx                 -> UpstreamStatusError, the upstream's status, message, param, code
-    503, 529                  -> UpstreamUnavailableError 503, retryable
-    504                       -> UpstreamTimeoutError 504, retryable
-    other 5xx                 -> UpstreamError 502 (retryable for 500/502), body never quoted
+    status              error (status sent to the client)   retried   Retry-After
+    401, 403            UpstreamError 502 (credentials)      no        -
+    402                 UpstreamError 502 (account balance)  no        -
+    413                 PayloadTooLargeError 413             no        -
+    429                 RateLimitError 429                   yes       honoured
+    other 4xx           UpstreamStatusError, its own status  no        -
+    500, 502            UpstreamError 502                    yes       -
+    503, 529            UpstreamUnavailableError 503         yes       honoured
+    504                 UpstreamTimeoutError 504             yes       -
+    any other status    UpstreamError 502                    no        -
 
-A 4xx message is the provider's comment on the client's own request, so it is
-passed on, prefixed with the provider's name; the gateway's key is redacted
-from it should the provider ever echo it.
+A 401/402/403 is the operator's problem (the gateway's key or the provider
+account), not the client's. A 4xx message (413's included) is the provider's
+comment on the client's own request, so it is passed on, prefixed with the
+provider's path name, with the provider's `param` and `code`; the gateway's
+key is redacted from it should the provider ever echo it. A 5xx body is never
+quoted. `Retry-After` is read in seconds or as an HTTP date (and OpenAI's
+`retry-after-ms`), and passed on to the client as whole seconds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import orjson
 
@@ -37,21 +48,47 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 MAX_MESSAGE_CHARS = 1000
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a `Retry-After` (or `retry-after-ms`) header, when it is a number."""
-    value = headers.get("retry-after-ms") or headers.get("Retry-After-Ms")
-    if value:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    if value:
-        try:
-            return float(value)
-        except ValueError:
-            return None
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value whatever the case of its name (`name` in lower case)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, found in headers.items():
+        if key.lower() == name:
+            return found
     return None
+
+
+def _seconds(text: str, scale: float = 1.0) -> float | None:
+    try:
+        value = float(text) / scale
+    except ValueError:
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` in seconds or as an HTTP date.
+
+    None when neither header is there or readable; a date in the past is 0.
+    """
+    value = header(headers, "retry-after-ms")
+    seconds = _seconds(value.strip(), 1000) if value else None
+    if seconds is not None:
+        return seconds
+    value = header(headers, "retry-after")
+    if not value:
+        return None
+    seconds = _seconds(value.strip())
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +181,7 @@ def map_status(
 ) -> ServiceError:
     """The gateway error for an upstream HTTP error status and the body's `detail`.
 
-    The upstream's own 4xx (the client's request was wrong) is passed on with its
-    status, message, `param` and `code`; a credentials or balance problem is the
-    operator's (502); 429 and 5xx are retryable. A 5xx body is never shown to the client.
+    `provider` is the provider's path name; see the table in the module docstring.
     """
     if status in (401, 402, 403):
         problem = "account balance" if status == 402 else "credentials"
@@ -154,9 +189,12 @@ def map_status(
             f"The {provider} provider rejected the gateway's {problem}; "
             "contact the gateway operator."
         )
-    message = redact((detail.message or "")[:MAX_MESSAGE_CHARS], api_key)
+    message = redact(detail.message or "", api_key)[:MAX_MESSAGE_CHARS]
     if status == 413:
-        return PayloadTooLargeError(f"{provider}: {message or 'request too large'}")
+        return PayloadTooLargeError(
+            f"{provider}: {message or 'the request is too large for the provider'}",
+            param=detail.param,
+        )
     if status == 429:
         return RateLimitError(
             f"The {provider} provider is rate limiting requests; retry later.",

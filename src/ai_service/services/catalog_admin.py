@@ -12,7 +12,7 @@ from ai_service.billing import catalog
 from ai_service.billing.money import MAX_PRICE_USD, micro_to_usd, price_to_micro
 from ai_service.billing.pricing import Price
 from ai_service.errors import InvalidRequestError, NotFoundError
-from ai_service.providers import PATHS
+from ai_service.providers import REGISTRY
 from ai_service.storage.models import ApiModel, ApiModelAlias
 
 
@@ -62,8 +62,8 @@ MODEL_MAX = 200
 
 
 def _provider(name: str) -> str:
-    if name not in PATHS or name == "v1":
-        known = ", ".join(sorted(p for p in PATHS if p != "v1"))
+    if name not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
         raise InvalidRequestError(
             f"Unknown provider '{name}'; use one of: {known}.", param="provider"
         )
@@ -101,7 +101,7 @@ async def list_models(
     """The gateway's priced models (packaged list and overrides), the retired ids of the
     packaged list, then every alias (with `alias_of` set)."""
     current = await catalog.load(session, policy)
-    names = [provider] if provider else [p for p in PATHS if p != "v1"]
+    names = [provider] if provider else list(REGISTRY)
     rows: list[dict[str, Any]] = []
     for name in names:
         rows += [price_view(name, m, p) for m, p in current.models(name).items()]

@@ -20,7 +20,6 @@ from typing import TypeVar
 
 from ai_service.billing import ledger
 from ai_service.billing.catalog import Catalog
-from ai_service.config import PROVIDER_ENV
 from ai_service.errors import (
     AuthenticationError,
     InsufficientQuotaError,
@@ -28,6 +27,7 @@ from ai_service.errors import (
     ServiceError,
     UpstreamUnavailableError,
 )
+from ai_service.providers import REGISTRY
 from ai_service.services import idempotency
 from ai_service.services.call import Call, refuse
 from ai_service.services.routing import Attempt, Attempts, Plan, Target, attempt_chain
@@ -53,7 +53,7 @@ async def resolve(call: Call, provider: str, requested: str) -> Catalog:
     if call.resolved.refused:
         raise await refuse(call, catalog.refusal(provider, call.resolved))
     if provider not in call.state.adapters:
-        variable = PROVIDER_ENV[provider][0]
+        variable = REGISTRY[provider].key_variable
         raise await refuse(
             call,
             UpstreamUnavailableError(

@@ -49,7 +49,7 @@ class ApiUser(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
-    # rate limits per minute (ratelimit.py): NULL = the Settings default, 0 = unlimited
+    # rate limits per minute (ai_service.ratelimit): NULL = the Settings default, 0 = unlimited
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
 
@@ -66,7 +66,7 @@ class ApiKey(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    # rate limits per minute (ratelimit.py): NULL or 0 = none beyond the user's
+    # rate limits per minute (ai_service.ratelimit): NULL or 0 = none beyond the user's
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
 

@@ -14,13 +14,13 @@ from starlette.responses import RedirectResponse, Response
 from ai_service.api.deps import get_state
 from ai_service.api.web import BASE, error_page, gate, read_form, render
 from ai_service.errors import InvalidRequestError, ServiceError
-from ai_service.providers import PATHS
+from ai_service.providers import REGISTRY
 from ai_service.services import accounts, catalog_admin, usage
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
 STATUSES = ("ok", "error", "cancelled", "pending")
-PROVIDERS = tuple(sorted(p for p in PATHS if p != "v1"))
+PROVIDERS = tuple(sorted(REGISTRY))
 FILTERS = ("user", "provider", "model", "status", "since", "until")
 
 

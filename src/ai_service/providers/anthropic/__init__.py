@@ -6,7 +6,7 @@ tools.py     tools, tool_choice, parallel_tool_calls
 options.py   sampling, stop, metadata, response_format, reasoning_effort
 response.py  Message -> chat.completion, finish reasons, usage
 stream.py    SSE events -> chat.completion.chunk events
-errors.py    error bodies and stream error events -> ServiceError
+errors.py    error bodies and stream error events, read for the shared error map
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ class AnthropicAdapter:
     `clock` gives the `created` timestamps (seconds); tests pass a fixed one.
     """
 
-    name = "claude"
-
     def __init__(self, config: ProviderConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.name = config.name
         self._config = config
         self._clock = clock
 
@@ -65,7 +64,7 @@ class AnthropicAdapter:
         """
         if not self._config.api_key:
             raise UpstreamUnavailableError(
-                f"claude: the provider is not configured (set {self._config.key_variable})"
+                f"{self.name}: the provider is not configured (set {self._config.key_variable})"
             )
         body = to_anthropic_request(
             req.body, model=req.model, max_tokens=req.max_output_tokens, stream=req.stream
@@ -89,8 +88,11 @@ class AnthropicAdapter:
 
     def stream_parser(self, req: ChatRequest) -> AnthropicStreamParser:
         return AnthropicStreamParser(
-            model=req.model, created=int(self._clock()), api_key=self._config.api_key
+            model=req.model,
+            created=int(self._clock()),
+            api_key=self._config.api_key,
+            provider=self.name,
         )
 
     def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ServiceError:
-        return map_error(status, body, headers, api_key=self._config.api_key)
+        return map_error(status, body, headers, provider=self.name, api_key=self._config.api_key)

@@ -39,10 +39,13 @@ Handler = Callable[[dict[str, Any]], list[StreamEvent]]
 class AnthropicStreamParser:
     """Parses one Anthropic stream; implements `StreamParser`."""
 
-    def __init__(self, *, model: str, created: int, api_key: str | None = None) -> None:
+    def __init__(
+        self, *, model: str, created: int, api_key: str | None = None, provider: str = "claude"
+    ) -> None:
         self._model = model
         self._created = created
         self._api_key = api_key
+        self._provider = provider
         self._id = ""
         self._usage = Usage()
         self._tool_calls: dict[int, int] = {}  # content block index -> tool call index
@@ -172,7 +175,7 @@ class AnthropicStreamParser:
         return [StreamEvent(chunk=chunk, usage=self._usage, usage_only=True)]
 
     def _error(self, payload: dict[str, Any]) -> list[StreamEvent]:
-        raise map_stream_error(payload, api_key=self._api_key)
+        raise map_stream_error(payload, provider=self._provider, api_key=self._api_key)
 
     def _text(self, text: object) -> list[StreamEvent]:
         if not isinstance(text, str) or not text:

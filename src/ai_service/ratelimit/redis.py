@@ -1,6 +1,6 @@
 """The rate limiter whose counters live in Redis, shared by every gateway instance.
 
-One Lua script does the GCRA arithmetic of `ratelimit.py` for all the counters of
+One Lua script does the GCRA arithmetic of `gcra.py` for all the counters of
 a request atomically, so one call is one round trip (EVALSHA; EVAL when Redis
 does not know the script yet, which also caches it). The script reads Redis's
 own clock (`TIME`), so the instances' clocks need not agree. A counter is a
@@ -10,7 +10,7 @@ user's counters in one slot of a Redis Cluster.
 
 When Redis is unreachable (connect error, timeout, any Redis error) the limiter
 fails open to a per-instance `LocalRateLimiter` with the same limits, logs it
-once, and tries Redis again after `retry_seconds`; see `ratelimit.py` for why.
+once, and tries Redis again after `retry_seconds`; see `ai_service.ratelimit` for why.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from ai_service.ratelimit import Clock, Counter, GcraLimiter, LocalRateLimiter, Refusal
+from ai_service.ratelimit.gcra import GcraLimiter
+from ai_service.ratelimit.local import LocalRateLimiter
+from ai_service.ratelimit.types import Clock, Counter, Refusal
 
 log = logging.getLogger("ai_service.ratelimit")
 
