@@ -30,6 +30,7 @@ from ai_service.api.routes import (
     dashboard,
     dashboard_log,
     dashboard_users,
+    embeddings,
     health,
     models,
     openapi,
@@ -217,7 +218,9 @@ def create_api(settings: Settings) -> FastAPI:
         app.add_exception_handler(kind, service_error)
     # the admin API and dashboard first: `/ai/admin/models` is not a provider's model list
     admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
-    routers = [m.router for m in (openapi, *admin_routes, chat, models, account, health)]
+    routers = [
+        m.router for m in (openapi, *admin_routes, chat, embeddings, models, account, health)
+    ]
     for router in routers:
         app.include_router(router)
     app.state.served = served_endpoints(routers)

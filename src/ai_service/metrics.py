@@ -44,7 +44,8 @@ OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 CHAT_PATH = re.compile(r"^/ai/([^/]+)/chat/completions$")
 ROUTES = (
     (re.compile(r"^/ai/[^/]+/chat/completions$"), "chat"),
-    (re.compile(r"^/ai/[^/]+/models$"), "models"),
+    (re.compile(r"^/ai/[^/]+/embeddings$"), "embeddings"),
+    (re.compile(r"^/ai/[^/]+/models(/.*)?$"), "models"),
     (re.compile(r"^/ai/(account|usage)$"), "account"),
     (re.compile(r"^/ai/admin/api/"), "admin_api"),
     (re.compile(r"^/ai/admin(/|$)"), "dashboard"),

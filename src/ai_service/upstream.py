@@ -20,6 +20,7 @@ from ai_service.providers.base import (
     Adapter,
     ChatRequest,
     ChatResult,
+    JsonObject,
     StreamEvent,
     StreamParser,
     UpstreamRequest,
@@ -74,7 +75,12 @@ class Upstream:
 
         `request` is `req` already built by the adapter, if it was.
         """
-        request = request or adapter.build_request(req)
+        data = await self.exchange(adapter, request or adapter.build_request(req))
+        return adapter.parse_response(data, req)
+
+    async def exchange(self, adapter: Adapter, request: UpstreamRequest) -> JsonObject:
+        """Send `request` and read its JSON object answer. Raises `ServiceError` for any
+        upstream failure (an error status, a timeout, an answer that is not a JSON object)."""
         try:
             async with self.client.post(
                 request.url,
@@ -95,7 +101,7 @@ class Upstream:
             raise UpstreamError(f"The {adapter.name} provider sent an invalid answer.") from exc
         if not isinstance(data, dict):
             raise UpstreamError(f"The {adapter.name} provider sent an invalid answer.")
-        return adapter.parse_response(data, req)
+        return data
 
     async def open_stream(
         self, adapter: Adapter, req: ChatRequest, request: UpstreamRequest | None = None

@@ -28,15 +28,24 @@ REGISTRY: dict[str, ProviderSpec] = {
         "OPENAI_BASE_URL",
         "https://api.openai.com/v1",
         aliases=("v1",),  # the legacy unified path
+        embeddings=True,
     ),
     "claude": ProviderSpec(
         AnthropicAdapter, "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"
     ),
     "mistral": ProviderSpec(
-        MistralAdapter, "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"
+        MistralAdapter,
+        "MISTRAL_API_KEY",
+        "MISTRAL_BASE_URL",
+        "https://api.mistral.ai/v1",
+        embeddings=True,
     ),
     "llama": ProviderSpec(
-        TogetherAdapter, "TOGETHER_API_KEY", "TOGETHER_BASE_URL", "https://api.together.xyz/v1"
+        TogetherAdapter,
+        "TOGETHER_API_KEY",
+        "TOGETHER_BASE_URL",
+        "https://api.together.xyz/v1",
+        embeddings=True,
     ),
     "deepseek": ProviderSpec(
         DeepSeekAdapter, "DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com"

@@ -159,6 +159,14 @@ class Adapter(Protocol):
 
     def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ServiceError: ...
 
+    def embeddings_request(self, body: JsonObject, model: str) -> UpstreamRequest | None:
+        """An embeddings request for `model` (None: the provider serves no embeddings)."""
+        ...
+
+    def embeddings_usage(self, data: JsonObject) -> int | None:
+        """The input tokens an embeddings answer reports (None: it reports none)."""
+        ...
+
 
 @dataclass(slots=True)
 class ProviderConfig:
@@ -185,6 +193,7 @@ class ProviderSpec:
     url_variable: str
     default_url: str
     aliases: tuple[str, ...] = ()
+    embeddings: bool = False  # whether it serves `POST /embeddings` (OpenAI's shape)
 
     @property
     def key_setting(self) -> str:

@@ -360,3 +360,17 @@ class OpenAICompatAdapter:
         """The error an in-stream `{"error": ...}` event stands for."""
         text = parse_error_body(orjson.dumps(chunk)).message or "stream failed"
         return UpstreamError(f"{self.name}: {redact(text, self.config.api_key)}")
+
+    def embeddings_request(self, body: JsonObject, model: str) -> UpstreamRequest | None:
+        """The client's embeddings body for `model`, sent as it is (`REGISTRY` says which
+        providers serve embeddings)."""
+        url = self.config.base_url.rstrip("/") + "/embeddings"
+        return UpstreamRequest(url, self._headers, orjson.dumps({**body, "model": model}))
+
+    def embeddings_usage(self, data: JsonObject) -> int | None:
+        """The input tokens an embeddings answer reports (None: it reports none)."""
+        usage = data.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+            return tokens
+        return None

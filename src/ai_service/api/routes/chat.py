@@ -12,30 +12,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ai_service.api.deps import client_request_id, get_state, request_id
+from ai_service.api.deps import get_state
+from ai_service.api.intake import intake
 from ai_service.api.render import error_response, render
-from ai_service.auth import key_from_headers
-from ai_service.errors import NotFoundError, PayloadTooLargeError
 from ai_service.providers import PATHS
-from ai_service.services.call import Call, refuse
 from ai_service.services.chat import chat
 
 router = APIRouter()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"The request body is larger than {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"The request body is larger than {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(
@@ -44,26 +27,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     response_model=None,
 )
 async def chat_completions(provider: str, request: Request) -> Response:
-    target = PATHS.get(provider)
-    if target is None:
-        raise NotFoundError(
-            f"Unknown provider path '/ai/{provider}/'; use one of: {', '.join(sorted(PATHS))}."
-        )
-    state = get_state(request)
-    headers = request.headers
-    secret = key_from_headers(headers.get("x-api-key"), headers.get("authorization"))
-    principal = await state.keys.authenticate(secret)
-    assert secret is not None
-    ids = request_id(request), client_request_id(request)
-    try:
-        raw = await read_body(request, state.settings.max_body_bytes)
-    except PayloadTooLargeError as exc:
-        call = Call.start(state, principal, target, ids[0], client_request_id=ids[1])
-        raise await refuse(call, exc) from None
-    result = await chat(
-        state, principal, secret, target, raw, ids[0], headers.get("idempotency-key"), ids[1]
-    )
-    return render(result)
+    return render(await (await intake(request, provider)).serve(chat))
 
 
 class ChatEndpoint:

@@ -14,11 +14,11 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from ai_service.api.deps import PrincipalDep, StateDep
+from ai_service.api.intake import provider_of
 from ai_service.api.responses import json_response
 from ai_service.billing.money import micro_to_usd
 from ai_service.billing.pricing import Price
 from ai_service.errors import NotFoundError
-from ai_service.providers import PATHS
 
 router = APIRouter()
 
@@ -42,13 +42,6 @@ def model_entry(provider: str, model_id: str, price: Price) -> dict[str, Any]:
     if price.cache_write_1h is not None:
         entry["cache_write_1h_cost_per_million"] = float(micro_to_usd(price.cache_write_1h))
     return entry
-
-
-def provider_of(path: str) -> str:
-    target = PATHS.get(path)
-    if target is None:
-        raise NotFoundError(f"Unknown provider path '/ai/{path}/'.")
-    return target
 
 
 @router.get("/ai/{provider}/models", summary="List the catalog's models of a provider")

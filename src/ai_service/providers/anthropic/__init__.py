@@ -96,3 +96,9 @@ class AnthropicAdapter:
 
     def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ServiceError:
         return map_error(status, body, headers, provider=self.name, api_key=self._config.api_key)
+
+    def embeddings_request(self, body: JsonObject, model: str) -> UpstreamRequest | None:  # noqa: ARG002
+        return None  # Anthropic serves no embeddings
+
+    def embeddings_usage(self, data: JsonObject) -> int | None:  # noqa: ARG002
+        return None
