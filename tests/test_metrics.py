@@ -75,9 +75,11 @@ def test_requests_tokens_spend_latencies_and_errors(
 
     m = scrape(gw)
     req = "ai_service_requests_total"
-    assert value(m, req, provider="openai", model="gpt-5.4-mini", status="ok") == 3
-    assert value(m, req, provider="openai", model="gpt-5.4-mini", status="error") == 1
-    assert value(m, req, provider="openai", model="other", status="ok") == 1
+    assert value(m, req, provider="openai", model="gpt-5.4-mini", status="ok", surface="chat") == 3
+    assert (
+        value(m, req, provider="openai", model="gpt-5.4-mini", status="error", surface="chat") == 1
+    )
+    assert value(m, req, provider="openai", model="other", status="ok", surface="chat") == 1
     assert not any(
         name == req and ("model", "not-in-the-catalog-7") in labels for name, labels in m
     )
@@ -88,7 +90,9 @@ def test_requests_tokens_spend_latencies_and_errors(
     assert value(m, tokens, provider="openai", model="gpt-5.4-mini", type="completion") == sum(
         r.completion_tokens for r in ok_mini
     )
-    spend = value(m, "ai_service_spend_usd_total", provider="openai", model="gpt-5.4-mini")
+    spend = value(
+        m, "ai_service_spend_usd_total", provider="openai", model="gpt-5.4-mini", surface="chat"
+    )
     assert spend == pytest.approx(sum(r.cost for r in ok_mini) / 1e9)
     assert spend > 0
 
@@ -140,7 +144,7 @@ def test_each_app_has_its_own_registry(
     assert send(metered, key) == 200
     metered.wait_settled()
     other = gateway_factory(openai_api_key=UPSTREAM_KEY, openai_base_url=openai_upstream.base_url)
-    labels = {"provider": "openai", "model": "gpt-5.4-mini", "status": "ok"}
+    labels = {"provider": "openai", "model": "gpt-5.4-mini", "status": "ok", "surface": "chat"}
     assert value(scrape(metered), "ai_service_requests_total", **labels) == 1
     assert value(scrape(other), "ai_service_requests_total", **labels) == 0
 

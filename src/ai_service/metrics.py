@@ -83,8 +83,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "ai_service_requests",
-            "Chat requests settled, by provider path, served model and outcome.",
-            ["provider", "model", "status"],
+            "Requests settled, by provider path, served model, outcome and API surface.",
+            ["provider", "model", "status", "surface"],
             registry=r,
         )
         self.duration = Histogram(
@@ -124,7 +124,7 @@ class Metrics:
         self.spend = Counter(
             "ai_service_spend_usd",
             "USD charged for settled requests (a float for dashboards; the ledger is exact).",
-            ["provider", "model"],
+            ["provider", "model", "surface"],
             registry=r,
         )
         self.uncollected = Counter(
@@ -171,6 +171,7 @@ class Metrics:
         started: float,
         sent: float = 0.0,
         catalogued: bool = True,
+        surface: str = "chat",
     ) -> None:
         """Record one settled chat request (`started`/`sent` are `perf_counter` stamps).
 
@@ -182,7 +183,7 @@ class Metrics:
         """
         provider = s.provider or provider
         model = (s.model or "unknown") if catalogued else "other"
-        self.child(self.requests, provider, model, s.status).inc()
+        self.child(self.requests, provider, model, s.status, surface).inc()
         if s.duration_ms is not None:
             self.child(self.duration, provider, str(stream).lower()).observe(s.duration_ms / 1000)
         if s.upstream_latency_ms is not None:
@@ -204,7 +205,7 @@ class Metrics:
             if count:
                 self.child(self.tokens, provider, model, kind).inc(count)
         if outcome.charged:
-            self.child(self.spend, provider, model).inc(usd_float(outcome.charged))
+            self.child(self.spend, provider, model, surface).inc(usd_float(outcome.charged))
         if outcome.uncollected:
             self.child(self.uncollected, provider, model).inc(usd_float(outcome.uncollected))
         if s.status == "error":

@@ -222,3 +222,17 @@ def test_an_idempotent_repeat_is_replayed_uncharged(everyone: Gateway) -> None:
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     assert len(everyone.requests()) == 1
+
+
+def test_the_log_and_the_metrics_name_the_surface(everyone: Gateway) -> None:
+    key = everyone.create_user("alice", "10")
+    sdk(everyone, key).embeddings.create(model=SMALL, input="hello")
+    sdk(everyone, key).chat.completions.create(
+        model="gpt-5.4-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert [r.surface for r in everyone.requests()] == ["embeddings", "chat"]
+    usage = httpx.get(f"{everyone.url}/ai/usage", headers={"X-API-Key": key}).json()
+    assert sorted(r["surface"] for r in usage["data"]) == ["chat", "embeddings"]
+    metrics = httpx.get(f"{everyone.url}/metrics").text
+    for surface in ("chat", "embeddings"):
+        assert f'status="ok",surface="{surface}"' in metrics

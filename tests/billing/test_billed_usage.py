@@ -68,7 +68,7 @@ def test_usage_beyond_the_reservation_is_charged_and_the_unpaid_rest_recorded(
     assert unpaid == second.uncollected
     samples = scrape(gateway)
     labels = {"provider": "openai", "model": "test-model"}
-    spend = value(samples, "ai_service_spend_usd_total", **labels)
+    spend = value(samples, "ai_service_spend_usd_total", **labels, surface="chat")
     uncollected = value(samples, "ai_service_uncollected_usd_total", **labels)
     assert round(spend * 1e9) == charged
     assert round(uncollected * 1e9) == unpaid

@@ -95,6 +95,7 @@ OPENING: tuple[tuple[str, str], ...] = (
     ("stream", "bool"),
     ("default_price", "bool"),
     ("instance_id", "text"),
+    ("surface", "text"),
 )
 
 

@@ -42,6 +42,7 @@ class Call:
     started: float
     request_text: str
     client_request_id: str | None = None  # the client's own X-Request-ID, kept beside ours
+    surface: str = "chat"  # the API surface: chat, embeddings, ...
     resolved: Resolved | None = None
     reserved: int = 0
     prompt_bound: int = 0
@@ -61,9 +62,17 @@ class Call:
         request_id: str,
         text: str = "",
         client_request_id: str | None = None,
+        surface: str = "chat",
     ) -> Call:
         return cls(
-            state, principal, provider, request_id, time.perf_counter(), text, client_request_id
+            state,
+            principal,
+            provider,
+            request_id,
+            time.perf_counter(),
+            text,
+            client_request_id,
+            surface,
         )
 
     def serve(self, target: Target, attempts: Attempts) -> None:
@@ -77,6 +86,7 @@ class Call:
         return {
             "request_id": self.request_id,
             "client_request_id": self.client_request_id,
+            "surface": self.surface,
             "user_id": self.principal.user_id,
             "key_id": self.principal.key_id,
             "provider": self.provider,
@@ -194,6 +204,7 @@ class Call:
             self.started,
             self.sent,
             not self._default_priced(),
+            self.surface,
         )
         log.info(
             "request settled",

@@ -98,7 +98,13 @@ async def embeddings(
 ) -> Result:
     """Serve one embeddings request. Raises `ServiceError` before any answer."""
     call = Call.start(
-        state, principal, provider, request_id, redact(raw, secret), client_request_id
+        state,
+        principal,
+        provider,
+        request_id,
+        redact(raw, secret),
+        client_request_id,
+        surface="embeddings",
     )
     try:
         body = parse_body(raw)

@@ -158,6 +158,7 @@ def request_view(
         "id": row.id,
         "request_id": row.request_id,
         "client_request_id": row.client_request_id,
+        "surface": row.surface,
         "created_at": _iso(row.created_at),
         "user": user,
         "key_prefix": key_prefix,

@@ -119,6 +119,8 @@ class ApiRequest(Base):
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
     # the client's own `X-Request-ID`, when it sent a valid one
     client_request_id: Mapped[str | None] = mapped_column(String(64))
+    # the API surface the request came through: chat, embeddings, ...
+    surface: Mapped[str] = mapped_column(String(32), server_default="chat")
     user_id: Mapped[int | None] = mapped_column(ForeignKey("api_users.id"))
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     provider: Mapped[str] = mapped_column(String(32))
