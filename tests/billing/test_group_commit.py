@@ -107,6 +107,7 @@ def row(request_id: str) -> dict[str, Any]:
     return {
         "request_id": request_id,
         "client_request_id": None,
+        "surface": "chat",
         "key_id": None,
         "provider": "openai",
         "requested_model": "gpt-5.4-mini",

@@ -104,6 +104,7 @@ def row(request_id: str) -> dict[str, Any]:
     return {
         "request_id": request_id,
         "client_request_id": None,
+        "surface": "chat",
         "key_id": None,
         "provider": "openai",
         "requested_model": "m",
