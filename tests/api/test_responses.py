@@ -281,15 +281,21 @@ def test_an_unknown_previous_response_is_400_free_and_not_sent(
     gateway: Gateway, openai_upstream: FakeOpenAI
 ) -> None:
     key = gateway.create_user("alice", "10")
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk(gateway, key).responses.create(
-            model=PLAIN, input="hi", previous_response_id="resp_missing"
-        )
-    assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]  # a dict
-    assert [r.method for r in openai_upstream.requests] == ["GET"]
-    (row,) = gateway.requests()
-    assert (row.status, row.http_status, row.cost) == ("error", 400, 0)
-    assert gateway.balance("alice") == (10 * 10**9, 0)
+    client = sdk(gateway, key)
+    unstored = client.responses.create(model=PLAIN, input="hi", store=False)
+    openai_upstream.reset()
+    before = gateway.balance("alice")
+    for previous in ("resp_missing", unstored.id):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model=PLAIN, input="hi", previous_response_id=previous)
+        assert caught.value.code == "previous_response_not_found"
+    # an id never made for this user is not looked for; the unstored one is, and not found
+    assert [(r.method, r.path) for r in openai_upstream.requests] == [
+        ("GET", f"/v1/responses/{unstored.id}")
+    ]
+    refused = gateway.requests(status="error")
+    assert [(row.http_status, row.cost) for row in refused] == [(400, 0), (400, 0)]
+    assert gateway.balance("alice") == before
 
 
 def test_a_stored_response_is_retrieved_free(gateway: Gateway, openai_upstream: FakeOpenAI) -> None:
@@ -464,3 +470,24 @@ def test_an_idempotent_stream_is_replayed_uncharged(gateway: Gateway) -> None:
     assert again.text == first.text
     assert "response.completed" in again.text
     assert len(gateway.requests()) == 1
+
+
+def test_a_response_is_read_and_continued_only_by_its_user(
+    gateway: Gateway, openai_upstream: FakeOpenAI
+) -> None:
+    alice = sdk(gateway, gateway.create_user("alice", "10"))
+    bob = sdk(gateway, gateway.create_user("bob", "10"))
+    streamed = list(alice.responses.create(model=PLAIN, input="Say hello", stream=True))
+    created = alice.responses.create(model=PLAIN, input="Say hello")
+    for response_id in (streamed[0].response.id, created.id):  # type: ignore[union-attr]
+        assert alice.responses.retrieve(response_id).id == response_id
+        with pytest.raises(openai.NotFoundError):
+            bob.responses.retrieve(response_id)
+        with pytest.raises(openai.BadRequestError) as caught:
+            bob.responses.create(model=PLAIN, input="And?", previous_response_id=response_id)
+        assert caught.value.code == "previous_response_not_found"
+        follow = alice.responses.create(model=PLAIN, input="And?", previous_response_id=response_id)
+        assert follow.previous_response_id == response_id
+    sent = [(r.method, r.path) for r in openai_upstream.requests]
+    assert sent.count(("POST", "/v1/responses")) == 4  # bob's never left the gateway
+    assert sent.count(("GET", f"/v1/responses/{created.id}")) == 2  # alice's read and bound

@@ -33,7 +33,7 @@ from ai_service.providers.openai_responses import (
     retrieve_request,
 )
 from ai_service.schemas import parse_body, validate_model, validate_stream
-from ai_service.services import pipeline, respond
+from ai_service.services import pipeline, respond, response_owners
 from ai_service.services.answers import Answer, Result
 from ai_service.services.call import Call, redact, refuse
 from ai_service.services.respond import Tally
@@ -100,25 +100,33 @@ def validate_responses(body: JsonObject) -> tuple[str, bool, int | None]:
 
 
 async def unseen_input(
-    state: AppState, adapter: OpenAICompatAdapter, body: JsonObject, context_window: int
+    state: AppState,
+    adapter: OpenAICompatAdapter,
+    body: JsonObject,
+    context_window: int,
+    user_id: int,
 ) -> int:
     """A bound of the input tokens the provider bills beyond the body.
 
-    Raises `InvalidRequestError` when `previous_response_id` names no stored response.
+    Raises `InvalidRequestError` when `previous_response_id` names no stored
+    response of `user_id`.
     """
     unseen = 0
     previous = body.get("previous_response_id")
     if isinstance(previous, str):
+        missing = InvalidRequestError(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+        if not await response_owners.owns(state.engine, previous, user_id):
+            raise missing
         try:
             stored = await state.upstream.exchange(adapter, retrieve_request(adapter, previous))
         except ServiceError as exc:
             if exc.status not in (400, 404):
                 raise
-            raise InvalidRequestError(
-                f"Previous response with id '{previous}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            ) from None
+            raise missing from None
         usage = response_usage(stored)
         unseen = usage.total_tokens if usage is not None else context_window
     if body.get("conversation") is not None or body.get("prompt") is not None:
@@ -173,7 +181,7 @@ async def responses(
         ]
         try:
             call.unseen_prompt = await unseen_input(
-                state, adapter, body, resolved.price.context_window
+                state, adapter, body, resolved.price.context_window, principal.user_id
             )
         except ServiceError as exc:
             raise await refuse(call, exc) from None
@@ -212,6 +220,9 @@ async def answer(call: Call, data: JsonObject, headers: dict[str, str]) -> Answe
     assert resolved is not None
     latency = call.elapsed_ms()
     data["model"] = resolved.model
+    response_id = data.get("id")
+    if isinstance(response_id, str):
+        await response_owners.record(call.state.engine, response_id, call.principal.user_id)
     usage, estimated = response_usage(data), False
     if usage is None:
         usage, estimated = call.estimated_usage(call.output_tokens(output_text(data))), True
@@ -240,12 +251,23 @@ class ResponsesFrames:
             self.sequence += 1
             frame = ev.frame
             if ev.chunk is not None:
+                if ev.chunk.get("type") == "response.created":
+                    self._record(ev.chunk)
                 frame = self._rewritten(ev)
             if ev.usage is not None:
                 self.tail = frame or b""
             elif frame is not None:
                 out.append(frame)
         return b"".join(out)
+
+    def _record(self, created: JsonObject) -> None:
+        """Note the response's user, in the background (long done when it is continued)."""
+        response = created.get("response")
+        response_id = response.get("id") if isinstance(response, dict) else None
+        if isinstance(response_id, str):
+            call = self.call
+            record = response_owners.record(call.state.engine, response_id, call.principal.user_id)
+            call.state.spawn(record)
 
     def _rewritten(self, ev: StreamEvent) -> bytes | None:
         """An event carrying the `response` object, with the served model and the cost."""

@@ -10,10 +10,11 @@ from starlette.responses import Response
 
 from ai_service.api.intake import intake, provider_of
 from ai_service.api.render import render
-from ai_service.errors import UpstreamUnavailableError
+from ai_service.errors import NotFoundError, UpstreamUnavailableError
 from ai_service.providers import REGISTRY
 from ai_service.providers.openai_compat import OpenAICompatAdapter
 from ai_service.providers.openai_responses import retrieve_request
+from ai_service.services import response_owners
 from ai_service.services.answers import Answer
 from ai_service.services.responses import not_served, responses
 
@@ -49,5 +50,8 @@ async def retrieve_response(provider: str, response_id: str, request: Request) -
             f"The {target} provider is not configured on this gateway: "
             f"its operator must set {variable}."
         )
-    data = await taken.state.upstream.exchange(adapter, retrieve_request(adapter, response_id))
+    upstream_request = retrieve_request(adapter, response_id)
+    if not await response_owners.owns(taken.state.engine, response_id, taken.principal.user_id):
+        raise NotFoundError(f"Response with id '{response_id}' not found.")
+    data = await taken.state.upstream.exchange(adapter, upstream_request)
     return render(Answer(orjson.dumps(data)))
