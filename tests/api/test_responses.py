@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -174,6 +175,7 @@ def test_a_stream_is_relayed_event_for_event_and_charged(
         assert mine.split("\n")[0] == upstream.split("\n")[0]  # the event line
         assert masked(mine) == masked(upstream)
     assert "[DONE]" not in relayed
+    assert relayed.endswith("\n\n")
     final = json.loads(ours[-2].split("data: ", 1)[1])
     assert final["type"] == "response.completed"
     usage = final["response"]["usage"]
@@ -248,7 +250,7 @@ def test_a_follow_up_by_previous_response_id_is_bounded_by_the_stored_usage(
     key = gateway.create_user("alice", "10")
     client = sdk(gateway, key)
     first = client.responses.create(
-        model=PLAIN, input="What is the weather in Paris? " * 40, tools=[WEATHER]
+        model=PLAIN, input="What is the weather in Paris? " * 400, tools=[WEATHER]
     )
     (call,) = [item for item in first.output if item.type == "function_call"]
     second = client.responses.create(
@@ -381,8 +383,10 @@ def test_an_error_in_the_stream_is_an_error_event_and_free(
     assert (row.status, row.cost) == ("error", 0)
 
 
-async def _stream_until(gw: Gateway, key: str, request: dict[str, Any], stop: bytes) -> bytes:
-    """Send a streaming request over a raw socket; close it once `stop` arrived."""
+async def _send(
+    gw: Gateway, key: str, request: dict[str, Any]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Send a streaming request over a raw socket."""
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     payload = orjson.dumps(request)
     head = (
@@ -392,17 +396,31 @@ async def _stream_until(gw: Gateway, key: str, request: dict[str, Any], stop: by
     )
     writer.write(head.encode() + payload)
     await writer.drain()
+    return reader, writer
+
+
+async def _read_until(reader: asyncio.StreamReader, stop: bytes, seconds: float) -> bytes:
+    """What arrives until `stop` did, the stream ended, or `seconds` passed."""
     received = b""
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(seconds):
             while stop not in received:
                 piece = await reader.read(65536)
                 if not piece:
                     break
                 received += piece
+    except TimeoutError:
+        pass
+    return received
+
+
+async def _stream_until(gw: Gateway, key: str, request: dict[str, Any], stop: bytes) -> bytes:
+    """Send a streaming request; close the connection once `stop` arrived."""
+    reader, writer = await _send(gw, key, request)
+    try:
+        return await _read_until(reader, stop, 10)
     finally:
         writer.close()
-    return received
 
 
 def test_a_client_that_leaves_mid_stream_is_charged_once_for_what_was_delivered(
@@ -491,3 +509,53 @@ def test_a_response_is_read_and_continued_only_by_its_user(
     sent = [(r.method, r.path) for r in openai_upstream.requests]
     assert sent.count(("POST", "/v1/responses")) == 4  # bob's never left the gateway
     assert sent.count(("GET", f"/v1/responses/{created.id}")) == 2  # alice's read and bound
+
+
+def test_the_final_event_waits_for_the_committed_charge(
+    gateway: Gateway, openai_upstream: FakeOpenAI, db_url: str
+) -> None:
+    if not db_url.startswith("sqlite:///"):
+        pytest.skip("holds SQLite's write lock to hold the settlement")
+    openai_upstream.enqueue(Answer(text="one two three", done_delay=0.3))
+    key = gateway.create_user("alice", "10")
+    request = {"model": PLAIN, "input": "Count", "stream": True}
+
+    async def scenario() -> None:
+        reader, writer = await _send(gateway, key, request)
+        try:
+            received = await _read_until(reader, b"response.output_item.done", 10)
+            lock = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")  # the settlement cannot commit meanwhile
+            try:
+                # the upstream's final event arrives within 0.3 s: not sent while uncharged
+                received += await _read_until(reader, b"response.completed", 1.5)
+                assert b"response.completed" not in received
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
+            received += await _read_until(reader, b"response.completed", 10)
+            assert b"response.completed" in received
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    (row,) = gateway.requests()
+    assert (row.status, row.completion_tokens) == ("ok", 3)
+
+
+def test_a_stream_left_during_a_tool_call_is_charged_its_arguments(
+    gateway: Gateway, openai_upstream: FakeOpenAI
+) -> None:
+    assert tokens.load()
+    arguments = '{"city": "Paris, France, Europe, Earth"}'
+    openai_upstream.enqueue(
+        Answer(tool_calls=(ToolCall("get_weather", arguments),), chunk_delay=0.3)
+    )
+    key = gateway.create_user("alice", "10")
+    request = {"model": PLAIN, "input": "Weather?", "stream": True, "tools": [WEATHER]}
+    received = asyncio.run(_stream_until(gateway, key, request, b"Paris, Fr"))
+    assert b"response.completed" not in received
+    wait_settled(gateway)
+    (row,) = gateway.requests()
+    assert (row.status, row.usage_estimated) == ("cancelled", True)
+    assert row.completion_tokens >= tokens.count_tokens('{"city": "Paris, Fr')
