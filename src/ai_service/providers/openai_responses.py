@@ -39,6 +39,10 @@ OTHER_DELTAS = frozenset(
     }
 )
 TEXT_DELTA = "response.output_text.delta"
+# the events parsed whole: those that carry the `response` object, and errors
+PARSED = frozenset(
+    {"response.created", "response.in_progress", "response.queued", FAILED, "error", *FINAL}
+)
 
 
 def url(adapter: OpenAICompatAdapter, response_id: str | None = None) -> str:
@@ -128,9 +132,7 @@ class ResponsesStreamParser:
             if kind == TEXT_DELTA:
                 return [StreamEvent(None, text=text, generated=len(text), frame=frame)]
             return [StreamEvent(None, generated=len(text), generated_text=text, frame=frame)]
-        if kind is not None and not kind.startswith("response.") and kind != "error":
-            return [StreamEvent(None, frame=frame)]
-        if kind is not None and '"response":' not in data and kind != "error":
+        if kind is not None and kind not in PARSED:
             return [StreamEvent(None, frame=frame)]  # item and part events: relayed as they are
         parsed = self._load(data)
         kind = kind or parsed.get("type")
@@ -139,7 +141,8 @@ class ResponsesStreamParser:
             raise self._adapter.stream_error({"error": parsed})
         if kind == FAILED:
             self._done = True
-            error = parsed.get("response", {}).get("error") if parsed.get("response") else None
+            response = parsed.get("response")
+            error = response.get("error") if isinstance(response, dict) else None
             message = error.get("message") if isinstance(error, dict) else None
             raise UpstreamError(f"{self._adapter.name}: {message or 'the response failed'}")
         if kind in FINAL:

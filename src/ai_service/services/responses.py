@@ -25,6 +25,7 @@ from ai_service.providers import REGISTRY
 from ai_service.providers.base import Adapter, JsonObject, StreamEvent, UpstreamRequest
 from ai_service.providers.openai_compat import OpenAICompatAdapter
 from ai_service.providers.openai_responses import (
+    FINAL,
     RESPONSE_ID,
     ResponsesStreamParser,
     build_request,
@@ -254,7 +255,7 @@ class ResponsesFrames:
                 if ev.chunk.get("type") == "response.created":
                     self._record(ev.chunk)
                 frame = self._rewritten(ev)
-            if ev.usage is not None:
+            if ev.chunk is not None and ev.chunk.get("type") in FINAL:
                 self.tail = frame or b""
             elif frame is not None:
                 out.append(frame)
@@ -277,7 +278,7 @@ class ResponsesFrames:
         if not isinstance(response, dict):
             return ev.frame
         usage = response.get("usage")
-        if response.get("model") == self.model and not (ev.usage and isinstance(usage, dict)):
+        if response.get("model") == self.model and ev.usage is None:
             return ev.frame
         response["model"] = self.model
         if ev.usage is not None and isinstance(usage, dict):
