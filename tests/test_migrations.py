@@ -60,7 +60,7 @@ def test_response_owners_migrate_up_and_down(backend: str, tmp_path: Path) -> No
     try:
         upgrade(url)
         assert "api_response_owners" in _schema(url)[0]
-        command.downgrade(alembic_config(url), "0005_admin_sessions")
+        command.downgrade(alembic_config(url), "0006_request_surface")
         assert "api_response_owners" not in _schema(url)[0]
         upgrade(url)
         assert "api_response_owners" in _schema(url)[0]

@@ -76,6 +76,10 @@ def test_a_response_is_charged_its_reported_usage_cached_and_reasoning_included(
     expected = charge_of(gateway, MODEL, usage)
     (row,) = gateway.requests()
     assert (row.status, row.http_status, row.provider, row.model) == ("ok", 200, "openai", MODEL)
+    assert row.surface == "responses"
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'status="ok",surface="responses"' in metrics
+    assert 'route="responses"' in metrics
     assert (row.prompt_tokens, row.completion_tokens) == (1200, usage.output_tokens)
     assert row.cost == expected > 0
     assert row.usage_estimated is False
@@ -180,7 +184,7 @@ def test_a_stream_is_relayed_event_for_event_and_charged(
     assert final["type"] == "response.completed"
     usage = final["response"]["usage"]
     (row,) = gateway.requests()
-    assert (row.status, row.stream) == ("ok", True)
+    assert (row.status, row.stream, row.surface) == ("ok", True, "responses")
     assert (row.prompt_tokens, row.completion_tokens) == (
         usage["input_tokens"],
         usage["output_tokens"],

@@ -158,7 +158,13 @@ async def responses(
 ) -> Result:
     """Serve one Responses API request. Raises `ServiceError` before any byte is sent."""
     call = Call.start(
-        state, principal, provider, request_id, redact(raw, secret), client_request_id
+        state,
+        principal,
+        provider,
+        request_id,
+        redact(raw, secret),
+        client_request_id,
+        surface="responses",
     )
     try:
         body = parse_body(raw)

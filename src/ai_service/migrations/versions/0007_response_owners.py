@@ -4,8 +4,8 @@
 user), so that `GET /responses/{id}` and `previous_response_id` serve only the
 user a response was made for.
 
-Revision ID: 0006_response_owners
-Revises: 0005_admin_sessions
+Revision ID: 0007_response_owners
+Revises: 0006_request_surface
 Create Date: 2026-11-30 09:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_response_owners"
-down_revision: str | None = "0005_admin_sessions"
+revision: str = "0007_response_owners"
+down_revision: str | None = "0006_request_surface"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
