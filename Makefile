@@ -9,8 +9,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@# the Node example of docs/user-guide.md runs against the official openai npm package
-	if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix $(VENV)/node openai@^7; fi
+	@# the Node example of docs/user-guide.md runs against the official openai npm package;
+	@# tests/api/test_responses_clients.py against the Vercel AI SDK and the OpenAI Agents SDK
+	if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix $(VENV)/node openai@^7 ai@^7 @ai-sdk/openai@^4 @openai/agents@^0.20 zod@^4; fi
 	touch $@
 
 install: $(BIN)/.installed

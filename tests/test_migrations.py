@@ -51,3 +51,19 @@ def test_client_request_id_and_admin_sessions_migrate_up_and_down(
     finally:
         if database is not None:
             database.drop()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_response_owners_migrate_up_and_down(backend: str, tmp_path: Path) -> None:
+    database = PostgresDatabase() if backend == "postgresql" else None
+    url = database.url if database is not None else f"sqlite:///{tmp_path / 'migrate.db'}"
+    try:
+        upgrade(url)
+        assert "api_response_owners" in _schema(url)[0]
+        command.downgrade(alembic_config(url), "0006_request_surface")
+        assert "api_response_owners" not in _schema(url)[0]
+        upgrade(url)
+        assert "api_response_owners" in _schema(url)[0]
+    finally:
+        if database is not None:
+            database.drop()

@@ -45,6 +45,7 @@ CHAT_PATH = re.compile(r"^/ai/([^/]+)/chat/completions$")
 ROUTES = (
     (re.compile(r"^/ai/[^/]+/chat/completions$"), "chat"),
     (re.compile(r"^/ai/[^/]+/embeddings$"), "embeddings"),
+    (re.compile(r"^/ai/[^/]+/responses(/[^/]+)?$"), "responses"),
     (re.compile(r"^/ai/[^/]+/models(/.*)?$"), "models"),
     (re.compile(r"^/ai/(account|usage)$"), "account"),
     (re.compile(r"^/ai/admin/api/"), "admin_api"),

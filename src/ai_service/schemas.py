@@ -58,11 +58,8 @@ def _int_field(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, int | None]:
-    """Check a chat body; returns (model, stream, client's output limit).
-
-    Raises `InvalidRequestError` naming the offending parameter.
-    """
+def validate_model(body: dict[str, Any]) -> str:
+    """The body's `model`. Raises `InvalidRequestError`."""
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequestError(
@@ -72,6 +69,25 @@ def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, i
         raise InvalidRequestError(
             f"'model' must be at most {MAX_MODEL} printable characters.", param="model"
         )
+    return model
+
+
+def validate_stream(body: dict[str, Any]) -> bool:
+    """The body's `stream` (false if absent or null). Raises `InvalidRequestError`."""
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise InvalidRequestError("'stream' must be a boolean.", param="stream")
+    return stream
+
+
+def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, int | None]:
+    """Check a chat body; returns (model, stream, client's output limit).
+
+    Raises `InvalidRequestError` naming the offending parameter.
+    """
+    model = validate_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequestError("'messages' is required and must be an array.", param="messages")
@@ -105,11 +121,7 @@ def validate_chat(body: dict[str, Any], max_messages: int) -> tuple[str, bool, i
                 f"messages[{index}].content is required for role '{role}'.",
                 param=f"messages[{index}].content",
             )
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise InvalidRequestError("'stream' must be a boolean.", param="stream")
+    stream = validate_stream(body)
     limit = _int_field(body, "max_completion_tokens")
     legacy = _int_field(body, "max_tokens")
     if limit is None:

@@ -82,9 +82,10 @@ class Upstream:
         """Send `request` and read its JSON object answer. Raises `ServiceError` for any
         upstream failure (an error status, a timeout, an answer that is not a JSON object)."""
         try:
-            async with self.client.post(
+            async with self.client.request(
+                request.method,
                 request.url,
-                data=request.body,
+                data=request.body or None,
                 headers=request.headers,
                 timeout=self._answer_timeout,
             ) as resp:
@@ -108,6 +109,13 @@ class Upstream:
     ) -> UpstreamStream:
         """Send a streaming request and wait for a successful status line."""
         request = request or adapter.build_request(req)
+        return await self.open_events(adapter, request, adapter.stream_parser(req))
+
+    async def open_events(
+        self, adapter: Adapter, request: UpstreamRequest, parser: StreamParser
+    ) -> UpstreamStream:
+        """Send `request`, wait for a successful status line; its events go to `parser`.
+        Raises `ServiceError` for any upstream failure before the stream began."""
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
                 resp = await self.client.post(
@@ -127,7 +135,7 @@ class Upstream:
         if not resp.content_type.startswith("text/event-stream"):
             resp.close()
             raise UpstreamError(f"The {adapter.name} provider did not answer with a stream.")
-        return UpstreamStream(adapter, resp, adapter.stream_parser(req), self.timeouts)
+        return UpstreamStream(adapter, resp, parser, self.timeouts)
 
 
 class UpstreamStream:

@@ -52,16 +52,21 @@ class Image:
 
 
 def find_images(body: dict[str, Any]) -> list[Image]:
-    """The images of the messages of an OpenAI-shaped body.
+    """The images of an OpenAI-shaped body: of its `messages` (Chat Completions) or of its
+    `input` items (the Responses API).
 
-    `image_url` parts are images; an inline PDF (`file` part) counts as one
-    image of unknown size per page (providers bill each page as an image as
-    well as its text, whose bytes stay counted as text).
+    `image_url` and `input_image` parts are images (an `input_image` given by
+    `file_id` is of unknown size); an inline PDF (a `file` part, or an
+    `input_file` with `file_data`) counts as one image of unknown size per
+    page (providers bill each page as an image as well as its text, whose
+    bytes stay counted as text).
     """
     images: list[Image] = []
-    messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        content = message.get("content") if isinstance(message, dict) else None
+    items = body.get("messages")
+    if items is None:
+        items = body.get("input")
+    for item in items if isinstance(items, list) else ():
+        content = item.get("content") if isinstance(item, dict) else None
         if not isinstance(content, list):
             continue
         for part in content:
@@ -70,8 +75,12 @@ def find_images(body: dict[str, Any]) -> list[Image]:
             kind = part.get("type")
             if kind == "image_url":
                 images.append(_image(part.get("image_url")))
+            elif kind == "input_image":
+                images.append(_image({"url": part.get("image_url"), "detail": part.get("detail")}))
             elif kind == "file":
                 images.extend([PAGE] * pdf_pages(part.get("file")))
+            elif kind == "input_file":
+                images.extend([PAGE] * pdf_pages(part))
     return images
 
 

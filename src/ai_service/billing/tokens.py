@@ -138,8 +138,9 @@ def text_tokens(text: str, provider: str, model: str | None) -> int:
 def prompt_tokens(raw: str, provider: str, model: str | None, image_allowance: int) -> int | None:
     """An estimate of the prompt tokens of an OpenAI-shaped request body (None if unreadable).
 
-    The messages' text (content, names, tool calls, reasoning), the tool
-    definitions and the response format are counted as `text_tokens` does,
+    The messages' text (content, names, tool calls, reasoning), or the
+    Responses API's `instructions` and `input` items, the tool definitions
+    and the response format are counted as `text_tokens` does,
     with OpenAI's framing of 3 tokens a message and 3 for the reply; an
     image counts `image_allowance`.
     """
@@ -168,12 +169,39 @@ def prompt_tokens(raw: str, provider: str, model: str | None, image_allowance: i
         reasoning = message.get("reasoning_content")
         if isinstance(reasoning, str):
             texts.append(reasoning)
-    for key in ("tools", "functions", "response_format"):
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        framing += PER_MESSAGE
+        texts.append(instructions)
+    inputs = body.get("input")  # the Responses API's
+    if isinstance(inputs, str):
+        framing += PER_MESSAGE
+        texts.append(inputs)
+    for item in inputs if isinstance(inputs, list) else ():
+        framing += PER_MESSAGE
+        images += _input_item(item, texts)
+    for key in ("tools", "functions", "response_format", "text"):
         value = body.get(key)
         if value:
             texts.append(orjson.dumps(value).decode())
     counted = text_tokens("\n".join(texts), provider, model)
     return counted + framing + images * image_allowance
+
+
+def _input_item(item: Any, texts: list[str]) -> int:
+    """Append the text of a Responses API input item to `texts`; the number of images in it."""
+    if not isinstance(item, dict):
+        texts.append(orjson.dumps(item).decode())
+        return 0
+    if item.get("type", "message") == "message":
+        return _collect(item.get("content"), texts)
+    for key in ("output", "arguments", "name"):
+        value = item.get(key)
+        if isinstance(value, str):
+            texts.append(value)
+        elif value is not None:
+            texts.append(orjson.dumps(value).decode())
+    return 0
 
 
 def _collect(content: Any, texts: list[str]) -> int:

@@ -29,6 +29,7 @@ REGISTRY: dict[str, ProviderSpec] = {
         "https://api.openai.com/v1",
         aliases=("v1",),  # the legacy unified path
         embeddings=True,
+        responses=True,
     ),
     "claude": ProviderSpec(
         AnthropicAdapter, "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"

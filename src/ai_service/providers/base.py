@@ -88,7 +88,8 @@ class UpstreamRequest:
     to the output limit: OpenAI's `n` where the provider is sent it.
     `hidden_tokens` counts the prompt tokens the provider adds without their
     appearing in the body (Anthropic's tool-use system prompt). Both feed the
-    reservation's bound (`ai_service.billing.estimate`).
+    reservation's bound (`ai_service.billing.estimate`). `method` is POST
+    but for a read (the Responses API's `GET /responses/{id}`).
     """
 
     url: str
@@ -96,6 +97,7 @@ class UpstreamRequest:
     body: bytes
     choices: int = 1
     hidden_tokens: int = 0
+    method: str = "POST"
 
 
 @dataclass(slots=True)
@@ -119,7 +121,10 @@ class StreamEvent:
     whose only purpose is usage has `usage_only` set. `early_usage` is usage
     the provider reports before the end (Anthropic's `message_start`: the
     prompt, its cache reads and writes, the output so far), charged for a
-    stream that ends before its final usage.
+    stream that ends before its final usage. A surface relayed event for event
+    (the Responses API) keeps each event's bytes in `frame`, and the generated
+    text other than content (reasoning, tool-call arguments) in
+    `generated_text`, as it has no chunk to find it in.
     """
 
     chunk: JsonObject | None
@@ -128,6 +133,8 @@ class StreamEvent:
     usage: Usage | None = None
     usage_only: bool = False
     early_usage: Usage | None = None
+    frame: bytes | None = None
+    generated_text: str = ""
 
 
 class StreamParser(Protocol):
@@ -194,6 +201,7 @@ class ProviderSpec:
     default_url: str
     aliases: tuple[str, ...] = ()
     embeddings: bool = False  # whether it serves `POST /embeddings` (OpenAI's shape)
+    responses: bool = False  # whether it serves OpenAI's Responses API (`/responses`)
 
     @property
     def key_setting(self) -> str:

@@ -330,6 +330,11 @@ class OpenAICompatAdapter:
             **config.extra_headers,
         }
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers of every request to the provider (its key among them)."""
+        return self._headers
+
     def build_request(self, req: ChatRequest) -> UpstreamRequest:
         body = build_body(req, self.quirks)
         n = body.get("n")

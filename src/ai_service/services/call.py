@@ -46,6 +46,7 @@ class Call:
     resolved: Resolved | None = None
     reserved: int = 0
     prompt_bound: int = 0
+    unseen_prompt: int = 0  # prompt tokens billed beyond the body (an earlier conversation)
     stream: bool = False
     claim: idempotency.Claim | None = None
     attempts: Attempts | None = None
@@ -128,6 +129,7 @@ class Call:
         )
         if counted is None:
             return self.prompt_bound
+        counted += self.unseen_prompt
         return min(counted, self.prompt_bound) if self.prompt_bound else counted
 
     def estimated_usage(self, output_tokens: int) -> Usage:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Protocol
 
 import orjson
 
 from ai_service.billing import ledger
 from ai_service.errors import ServiceError
-from ai_service.providers.base import ChatResult, StreamEvent, Usage
+from ai_service.providers.base import ChatResult, JsonObject, StreamEvent, Usage
 from ai_service.services.answers import Answer, Streamed
 from ai_service.services.call import Call
 from ai_service.services.idempotency import Replay
@@ -20,7 +21,7 @@ from ai_service.upstream import UpstreamStream
 
 
 async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> Answer:
-    """Charge a non-streamed answer, then return it (never an uncommitted charge)."""
+    """Charge a non-streamed chat answer, then return it (never an uncommitted charge)."""
     resolved = call.resolved
     assert resolved is not None
     latency = call.elapsed_ms()
@@ -31,11 +32,23 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> A
         generated = orjson.dumps(completion.get("choices")).decode()
         usage, estimated = call.estimated_usage(call.output_tokens(generated)), True
         completion["usage"] = usage.to_openai()
+    return await charge_answer(call, completion, usage, estimated, latency, headers)
+
+
+async def charge_answer(
+    call: Call,
+    answer: JsonObject,
+    usage: Usage,
+    estimated: bool,
+    latency: int,
+    headers: dict[str, str],
+) -> Answer:
+    """Charge a whole JSON answer for `usage` (its `usage.cost` added), then return it."""
     usd, header = call.cost_fields(usage)
-    if isinstance(completion.get("usage"), dict):
-        completion["usage"]["cost"] = usd
+    if isinstance(answer.get("usage"), dict):
+        answer["usage"]["cost"] = usd
     headers = {**headers, "X-Request-Cost": header}
-    payload = orjson.dumps(completion)
+    payload = orjson.dumps(answer)
     response_text, cut = call.cap(payload.decode())
     request_text, cut_request = call.cap(call.request_text)
     await call.settle(
@@ -59,7 +72,15 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> A
 def stream(
     call: Call, upstream: UpstreamStream, wants_usage: bool, headers: dict[str, str]
 ) -> Streamed:
-    relay = Relay(call, upstream, wants_usage)
+    """A chat stream for the client: `chat.completion.chunk` frames, then `[DONE]`."""
+    return relay(call, upstream, ChatFrames(call, wants_usage), headers)
+
+
+def relay(
+    call: Call, upstream: UpstreamStream, writer: Writer, headers: dict[str, str]
+) -> Streamed:
+    """A stream of any surface, written by `writer` and settled once by its `Relay`."""
+    relay = Relay(call, upstream, writer)
     return Streamed(relay.frames(), headers, relay.closed)
 
 
@@ -102,6 +123,8 @@ class Tally:
             self.early = ev.early_usage
         if ev.text:
             self.texts.append(ev.text)
+        if ev.generated_text:
+            self.generated.append(ev.generated_text)
         chunk = ev.chunk
         if chunk is not None:
             choices = chunk.get("choices")
@@ -142,6 +165,57 @@ def _generated(delta: object, into: list[str]) -> None:
                 into.append(arguments)
 
 
+class Writer(Protocol):
+    """How a surface writes a stream's upstream events for its client.
+
+    `write` tallies a batch of events and returns their frames (b"" for
+    none); `tail` is sent after the stream settled (chat's `[DONE]`, the
+    Responses API's final event); `error` is the last frame of a stream that
+    failed after it began.
+    """
+
+    tail: bytes
+
+    def write(self, events: list[StreamEvent], tally: Tally) -> bytes: ...
+
+    def error(self, exc: ServiceError) -> bytes: ...
+
+
+class ChatFrames:
+    """Chat's frames: each event's `chat.completion.chunk` (the served model, the dual
+    `content`, the usage chunk only when asked for, with its cost), then `[DONE]`."""
+
+    __slots__ = ("call", "model", "tail", "wants_usage")
+
+    def __init__(self, call: Call, wants_usage: bool) -> None:
+        resolved = call.resolved
+        assert resolved is not None
+        self.call = call
+        self.model = resolved.model
+        self.wants_usage = wants_usage
+        self.tail = DONE
+
+    def write(self, events: list[StreamEvent], tally: Tally) -> bytes:
+        model, wants_usage = self.model, self.wants_usage
+        out: list[bytes] = []
+        for ev in events:
+            tally.add(ev)
+            chunk = ev.chunk
+            if chunk is None or (ev.usage_only and not wants_usage):
+                continue
+            chunk["model"] = model
+            chunk["content"] = ev.text
+            if not wants_usage:
+                chunk.pop("usage", None)
+            elif ev.usage is not None and isinstance(chunk.get("usage"), dict):
+                chunk["usage"]["cost"] = self.call.cost_fields(ev.usage)[0]
+            out += (b"data: ", orjson.dumps(chunk), b"\n\n")
+        return b"".join(out)
+
+    def error(self, exc: ServiceError) -> bytes:
+        return error_frame(exc) + DONE
+
+
 class Relay:
     """One stream's frames for the client, and its settlement, made exactly once.
 
@@ -149,13 +223,14 @@ class Relay:
     shutdown waits for it) that the frames' generator awaits through a shield:
     a client that leaves while it runs (the SSE response then cancels the
     generator) cannot interrupt it, and a stream whose generator never ran or
-    was dropped is settled as cancelled by `closed()`.
+    was dropped is settled as cancelled by `closed()`. The writer's `tail` is
+    sent once the settlement committed.
     """
 
-    def __init__(self, call: Call, upstream: UpstreamStream, wants_usage: bool) -> None:
+    def __init__(self, call: Call, upstream: UpstreamStream, writer: Writer) -> None:
         self.call = call
         self.upstream = upstream
-        self.wants_usage = wants_usage
+        self.writer = writer
         self.latency = call.elapsed_ms()
         self.tally = Tally(call.claim is not None, call.state.settings.idempotency_max_bytes)
         self.ttft: int | None = None
@@ -177,32 +252,16 @@ class Relay:
             self.settle("cancelled", 499, None)
 
     async def frames(self) -> AsyncIterator[bytes]:
-        """The client's SSE frames from the upstream's events; settles before `[DONE]`."""
-        call, upstream, tally, wants_usage = self.call, self.upstream, self.tally, self.wants_usage
-        resolved = call.resolved
-        assert resolved is not None
-        model = resolved.model
+        """The client's SSE frames from the upstream's events; settles before the tail."""
+        call, upstream, tally, write = self.call, self.upstream, self.tally, self.writer.write
         failure: ServiceError | None = None
         finished = False
         try:
             async for events in upstream.events():
-                out: list[bytes] = []
-                for ev in events:
-                    tally.add(ev)
-                    chunk = ev.chunk
-                    if chunk is None or (ev.usage_only and not wants_usage):
-                        continue
-                    chunk["model"] = model
-                    chunk["content"] = ev.text
-                    if not wants_usage:
-                        chunk.pop("usage", None)
-                    elif ev.usage is not None and isinstance(chunk.get("usage"), dict):
-                        chunk["usage"]["cost"] = call.cost_fields(ev.usage)[0]
-                    out += (b"data: ", orjson.dumps(chunk), b"\n\n")
-                if out:
+                frames = write(events, tally)
+                if frames:
                     if self.ttft is None:
                         self.ttft = call.elapsed_ms()
-                    frames = b"".join(out)
                     tally.record(frames)
                     yield frames
             finished = True
@@ -217,11 +276,13 @@ class Relay:
                     self.settle("cancelled", 499, None)
         if failure is not None:
             await asyncio.shield(self.settle("error", failure.status, failure.message))
-            yield error_frame(failure) + DONE
+            yield self.writer.error(failure)
             return
-        tally.record(DONE)
+        tail = self.writer.tail
+        tally.record(tail)
         await asyncio.shield(self.settle("ok", 200, None))
-        yield DONE
+        if tail:
+            yield tail
 
 
 async def _settle_stream(

@@ -141,22 +141,46 @@ class Plan:
         return bound.request
 
 
+# builds one target's request for an output limit; raises `ServiceError` for a body that
+# does not translate for it
+Build = Callable[[Adapter, Target, int], UpstreamRequest]
+
+
 def plan_for(
     state: AppState, chain: list[Target], body: JsonObject, stream: bool, client_limit: int | None
 ) -> Plan:
+    """The plan of a chat completion: each target's request built by its adapter."""
+
+    def build(adapter: Adapter, target: Target, limit: int) -> UpstreamRequest:
+        return adapter.build_request(ChatRequest(body, target.resolved.model, stream, limit))
+
+    messages = body.get("messages")
+    count = len(messages) if isinstance(messages, list) else 0
+    return plan_chain(state, chain, body, client_limit, count, build)
+
+
+def plan_chain(
+    state: AppState,
+    chain: list[Target],
+    body: JsonObject,
+    client_limit: int | None,
+    messages: int,
+    build: Build,
+    unseen: int = 0,
+) -> Plan:
     """Build every target's request once and bound what each may bill.
 
-    Raises the first target's `ServiceError` (400 for a body that does not
-    translate); a fallback that cannot be built bounds nothing, since sending
-    it would fail the same way before anything is billed.
+    `messages` counts the body's messages (or input items) and `unseen` the
+    prompt tokens the provider bills beyond the body. Raises the first
+    target's `ServiceError` (400 for a body that does not translate); a
+    fallback that cannot be built bounds nothing, since sending it would fail
+    the same way before anything is billed.
     """
     settings = state.settings
     tier = body.get("service_tier")
     plan = Plan(chain, client_limit, service_tier=tier if isinstance(tier, str) else None)
     plan.limit = client_limit or chain[0].resolved.price.max_output
     images = find_images(body)
-    messages = body.get("messages")
-    count = len(messages) if isinstance(messages, list) else 0
     for index, target in enumerate(chain):
         adapter = state.adapters.get(target.provider)
         if adapter is None:
@@ -164,7 +188,7 @@ def plan_for(
             continue
         limit = plan.limit_for(target)
         try:
-            request = adapter.build_request(ChatRequest(body, target.resolved.model, stream, limit))
+            request = build(adapter, target, limit)
         except ServiceError:
             if index == 0:
                 raise
@@ -175,11 +199,11 @@ def plan_for(
             images,
             provider=target.provider,
             model=target.resolved.model,
-            messages=count,
+            messages=messages,
             message_allowance=settings.message_token_allowance,
             image_allowance=settings.image_token_allowance,
         )
-        plan.bounds.append(Bound(tokens, request.choices, request, limit))
+        plan.bounds.append(Bound(tokens + unseen, request.choices, request, limit))
     return plan
 
 

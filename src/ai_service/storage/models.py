@@ -242,3 +242,17 @@ class ApiAdminSession(Base):
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger)  # Unix seconds
+
+
+class ApiResponseOwner(Base):
+    """A Responses API response created through the gateway, and the user who created it.
+
+    The upstream keeps every user's responses under the gateway's one account:
+    a response is read, or continued, only by the user it was made for.
+    """
+
+    __tablename__ = "api_response_owners"
+
+    response_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("api_users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,57 @@
+"""POST /ai/{provider}/responses and GET /ai/{provider}/responses/{id} (and /ai/v1/...):
+OpenAI's Responses API, on the providers that serve it; the other paths answer 400
+naming where it is served."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ai_service.api.intake import intake, provider_of
+from ai_service.api.render import render
+from ai_service.errors import NotFoundError, UpstreamUnavailableError
+from ai_service.providers import REGISTRY
+from ai_service.providers.openai_compat import OpenAICompatAdapter
+from ai_service.providers.openai_responses import retrieve_request
+from ai_service.services import response_owners
+from ai_service.services.answers import Answer
+from ai_service.services.responses import not_served, responses
+
+router = APIRouter()
+
+
+@router.post(
+    "/ai/{provider}/responses",
+    summary="Create a model response (OpenAI Responses format, streamed or not)",
+    response_model=None,
+)
+async def create_response(provider: str, request: Request) -> Response:
+    target = provider_of(provider)
+    if not REGISTRY[target].responses:
+        raise not_served(provider, target)
+    return render(await (await intake(request, provider)).serve(responses))
+
+
+@router.get(
+    "/ai/{provider}/responses/{response_id}",
+    summary="Retrieve a stored model response (OpenAI Responses format; not charged)",
+    response_model=None,
+)
+async def retrieve_response(provider: str, response_id: str, request: Request) -> Response:
+    target = provider_of(provider)
+    if not REGISTRY[target].responses:
+        raise not_served(provider, target)
+    taken = await intake(request, provider)
+    adapter = taken.state.adapters.get(target)
+    if not isinstance(adapter, OpenAICompatAdapter):
+        variable = REGISTRY[target].key_variable
+        raise UpstreamUnavailableError(
+            f"The {target} provider is not configured on this gateway: "
+            f"its operator must set {variable}."
+        )
+    upstream_request = retrieve_request(adapter, response_id)
+    if not await response_owners.owns(taken.state.engine, response_id, taken.principal.user_id):
+        raise NotFoundError(f"Response with id '{response_id}' not found.")
+    data = await taken.state.upstream.exchange(adapter, upstream_request)
+    return render(Answer(orjson.dumps(data)))
