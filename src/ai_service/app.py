@@ -32,6 +32,7 @@ from ai_service.api.routes import (
     dashboard_users,
     embeddings,
     health,
+    messages,
     models,
     openapi,
 )
@@ -219,7 +220,8 @@ def create_api(settings: Settings) -> FastAPI:
     # the admin API and dashboard first: `/ai/admin/models` is not a provider's model list
     admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
     routers = [
-        m.router for m in (openapi, *admin_routes, chat, embeddings, models, account, health)
+        m.router
+        for m in (openapi, *admin_routes, chat, embeddings, messages, models, account, health)
     ]
     for router in routers:
         app.include_router(router)

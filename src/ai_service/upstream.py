@@ -108,6 +108,13 @@ class Upstream:
     ) -> UpstreamStream:
         """Send a streaming request and wait for a successful status line."""
         request = request or adapter.build_request(req)
+        return await self.open_events(adapter, request, adapter.stream_parser(req))
+
+    async def open_events(
+        self, adapter: Adapter, request: UpstreamRequest, parser: StreamParser
+    ) -> UpstreamStream:
+        """Send `request` for a stream read by `parser`; wait for a successful status line.
+        Raises `ServiceError` for any upstream failure before the stream begins."""
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
                 resp = await self.client.post(
@@ -127,7 +134,7 @@ class Upstream:
         if not resp.content_type.startswith("text/event-stream"):
             resp.close()
             raise UpstreamError(f"The {adapter.name} provider did not answer with a stream.")
-        return UpstreamStream(adapter, resp, adapter.stream_parser(req), self.timeouts)
+        return UpstreamStream(adapter, resp, parser, self.timeouts)
 
 
 class UpstreamStream:

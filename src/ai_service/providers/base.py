@@ -119,7 +119,8 @@ class StreamEvent:
     whose only purpose is usage has `usage_only` set. `early_usage` is usage
     the provider reports before the end (Anthropic's `message_start`: the
     prompt, its cache reads and writes, the output so far), charged for a
-    stream that ends before its final usage.
+    stream that ends before its final usage. `frame` is the event's own SSE
+    bytes, for a surface that relays the upstream's events unchanged.
     """
 
     chunk: JsonObject | None
@@ -128,6 +129,7 @@ class StreamEvent:
     usage: Usage | None = None
     usage_only: bool = False
     early_usage: Usage | None = None
+    frame: bytes = b""
 
 
 class StreamParser(Protocol):

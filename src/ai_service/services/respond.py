@@ -4,7 +4,7 @@ as domain results (`answers`) that the route renders."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import orjson
@@ -36,7 +36,25 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> A
         completion["usage"]["cost"] = usd
     headers = {**headers, "X-Request-Cost": header}
     payload = orjson.dumps(completion)
-    response_text, cut = call.cap(payload.decode())
+    await settle_answer(call, usage, payload, estimated=estimated, latency=latency)
+    return Answer(payload, headers)
+
+
+async def settle_answer(
+    call: Call,
+    usage: Usage,
+    payload: bytes,
+    *,
+    estimated: bool,
+    latency: int,
+    logged: str | None = None,
+) -> None:
+    """Charge a whole answer `usage` and keep `payload` for an idempotent replay.
+
+    `logged` is the response body the payload audit keeps (the payload itself
+    unless the surface logs a summary).
+    """
+    response_text, cut = call.cap(payload.decode() if logged is None else logged)
     request_text, cut_request = call.cap(call.request_text)
     await call.settle(
         call.priced(
@@ -53,7 +71,6 @@ async def complete(call: Call, result: ChatResult, headers: dict[str, str]) -> A
         ),
         answer=payload,
     )
-    return Answer(payload, headers)
 
 
 def stream(
@@ -83,7 +100,17 @@ class Tally:
     writes), charged for a stream that ends before its final usage.
     """
 
-    __slots__ = ("early", "finish", "generated", "keep", "kept", "limit", "texts", "usage")
+    __slots__ = (
+        "early",
+        "fill",
+        "finish",
+        "generated",
+        "keep",
+        "kept",
+        "limit",
+        "texts",
+        "usage",
+    )
 
     def __init__(self, keep: bool, limit: int) -> None:
         self.usage: Usage | None = None
@@ -94,6 +121,8 @@ class Tally:
         self.keep = keep
         self.limit = limit
         self.kept: list[bytes] = []
+        # for a surface that relays its events unparsed: fills the text in, at settlement
+        self.fill: Callable[[Tally], None] | None = None
 
     def add(self, ev: StreamEvent) -> None:
         if ev.usage is not None:
@@ -150,6 +179,9 @@ class Relay:
     a client that leaves while it runs (the SSE response then cancels the
     generator) cannot interrupt it, and a stream whose generator never ran or
     was dropped is settled as cancelled by `closed()`.
+
+    The frames are OpenAI chat chunks; another surface's relay overrides
+    `render`, `failed` and `done` (the settlement is the same for all).
     """
 
     def __init__(self, call: Call, upstream: UpstreamStream, wants_usage: bool) -> None:
@@ -160,6 +192,9 @@ class Relay:
         self.tally = Tally(call.claim is not None, call.state.settings.idempotency_max_bytes)
         self.ttft: int | None = None
         self.settling: asyncio.Task[None] | None = None
+        resolved = call.resolved
+        assert resolved is not None
+        self.model = resolved.model
 
     def settle(self, status: str, http_status: int, error: str | None) -> asyncio.Task[None]:
         """Start the settlement (the first call only) and return its task."""
@@ -177,32 +212,16 @@ class Relay:
             self.settle("cancelled", 499, None)
 
     async def frames(self) -> AsyncIterator[bytes]:
-        """The client's SSE frames from the upstream's events; settles before `[DONE]`."""
-        call, upstream, tally, wants_usage = self.call, self.upstream, self.tally, self.wants_usage
-        resolved = call.resolved
-        assert resolved is not None
-        model = resolved.model
+        """The client's SSE frames from the upstream's events; settles before the last one."""
+        call, upstream, tally = self.call, self.upstream, self.tally
         failure: ServiceError | None = None
         finished = False
         try:
             async for events in upstream.events():
-                out: list[bytes] = []
-                for ev in events:
-                    tally.add(ev)
-                    chunk = ev.chunk
-                    if chunk is None or (ev.usage_only and not wants_usage):
-                        continue
-                    chunk["model"] = model
-                    chunk["content"] = ev.text
-                    if not wants_usage:
-                        chunk.pop("usage", None)
-                    elif ev.usage is not None and isinstance(chunk.get("usage"), dict):
-                        chunk["usage"]["cost"] = call.cost_fields(ev.usage)[0]
-                    out += (b"data: ", orjson.dumps(chunk), b"\n\n")
-                if out:
+                frames = self.render(events)
+                if frames:
                     if self.ttft is None:
                         self.ttft = call.elapsed_ms()
-                    frames = b"".join(out)
                     tally.record(frames)
                     yield frames
             finished = True
@@ -217,11 +236,39 @@ class Relay:
                     self.settle("cancelled", 499, None)
         if failure is not None:
             await asyncio.shield(self.settle("error", failure.status, failure.message))
-            yield error_frame(failure) + DONE
+            yield self.failed(failure)
             return
-        tally.record(DONE)
+        done = self.done
+        if done:
+            tally.record(done)
         await asyncio.shield(self.settle("ok", 200, None))
-        yield DONE
+        if done:
+            yield done
+
+    # what a surface supplies: the frames of one read, the frame of a failure, the last frame
+    done = DONE
+
+    def render(self, events: list[StreamEvent]) -> bytes:
+        """The OpenAI chunks of one read's events, tallied."""
+        call, tally, wants_usage, model = self.call, self.tally, self.wants_usage, self.model
+        out: list[bytes] = []
+        for ev in events:
+            tally.add(ev)
+            chunk = ev.chunk
+            if chunk is None or (ev.usage_only and not wants_usage):
+                continue
+            chunk["model"] = model
+            chunk["content"] = ev.text
+            if not wants_usage:
+                chunk.pop("usage", None)
+            elif ev.usage is not None and isinstance(chunk.get("usage"), dict):
+                chunk["usage"]["cost"] = call.cost_fields(ev.usage)[0]
+            out += (b"data: ", orjson.dumps(chunk), b"\n\n")
+        return b"".join(out)
+
+    def failed(self, failure: ServiceError) -> bytes:
+        """The frames that end a stream that failed after it started."""
+        return error_frame(failure) + DONE
 
 
 async def _settle_stream(
@@ -240,8 +287,8 @@ async def _settle_stream(
     the output delivered so far (estimated from its text when the reported
     count is lower), flagged `usage_estimated` when any part is an estimate.
     """
-    resolved = call.resolved
-    assert resolved is not None
+    if tally.fill is not None:
+        tally.fill(tally)
     usage = tally.usage
     estimated = False
     if usage is None:
