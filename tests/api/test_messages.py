@@ -4,6 +4,7 @@ the Anthropic fake, and back; charged the fake's reported usage at the catalog p
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,12 +16,14 @@ import pytest
 
 from ai_service.billing.pricing import Price, cost
 from ai_service.providers.base import Usage
+from tests.billing.test_images import png
 from tests.fakes.anthropic_messages import TOOL_PROMPT_AUTO, FakeAnthropic
 from tests.fakes.behaviours import Answer, ErrorReply, ToolCall, Usage as FakeUsage
 from tests.fakes.tokens import PER_MESSAGE, count_words
 from tests.support.gateway import Gateway
 
 KEY = "sk-ant-upstream-test"
+ADMIN_KEY = "messages-admin-key-0123456789abcdef"
 MODEL = "claude-3-5-sonnet-20241022"
 HELLO = [{"role": "user", "content": "Hello there"}]
 HELLO_TOKENS = PER_MESSAGE + count_words("Hello there")  # what the fake reports
@@ -106,6 +109,28 @@ def test_the_body_bytes_reach_anthropic_unchanged(
     assert seen.raw == raw
     assert seen.headers["anthropic-version"] == "2023-06-01"  # the default, none was sent
     assert "anthropic-beta" not in seen.headers
+
+
+def test_an_alias_is_sent_as_its_model_and_only_the_model_changes(
+    gateway_factory: Callable[..., Gateway], anthropic_fake: FakeAnthropic
+) -> None:
+    anthropic_fake.reset()
+    gw = gateway_factory(
+        anthropic_api_key=KEY, anthropic_base_url=anthropic_fake.base_url, admin_key=ADMIN_KEY
+    )
+    r = httpx.put(
+        gw.url + "/ai/admin/api/aliases",
+        json={"provider": "claude", "alias": "sonnet", "target": MODEL},
+        headers={"X-Admin-Key": ADMIN_KEY},
+    )
+    assert r.status_code == 200, r.text
+    key = gw.create_user("alice", "10")
+    body = {"model": "sonnet", "max_tokens": 64, "messages": HELLO, "stop_sequences": ["END"]}
+    sdk(gw, key).messages.create(**body)  # type: ignore[arg-type]  # the SDK's TypedDicts
+    (seen,) = anthropic_fake.requests
+    assert seen.body == {**body, "model": MODEL}
+    (row,) = gw.requests()
+    assert (row.requested_model, row.model) == ("sonnet", MODEL)
 
 
 def test_a_lower_limit_the_balance_pays_for_is_the_one_field_changed(
@@ -235,6 +260,24 @@ def test_tools_add_the_hidden_system_prompt_to_the_reservation(
     assert message.usage.input_tokens == HELLO_TOKENS + TOOL_PROMPT_AUTO
     (row,) = claude.requests()
     assert row.prompt_tokens == HELLO_TOKENS + TOOL_PROMPT_AUTO
+
+
+def test_an_image_is_reserved_by_its_formula_not_its_bytes(
+    claude: Gateway, anthropic_fake: FakeAnthropic
+) -> None:
+    # 530k base64 characters would bound 530k tokens ($1.59 at $3/M): more than the balance
+    key = claude.create_user("alice", "0.5")
+    picture = base64.b64encode(png(800, 600, padding=400_000)).decode()
+    image = {"type": "base64", "media_type": "image/png", "data": picture}
+    content = [{"type": "image", "source": image}, {"type": "text", "text": "What is this?"}]
+    message = sdk(claude, key).messages.create(
+        model=MODEL,
+        max_tokens=64,
+        messages=[{"role": "user", "content": content}],  # type: ignore[list-item]  # TypedDicts
+    )
+    assert message.type == "message"
+    (seen,) = anthropic_fake.requests
+    assert seen.body["messages"][0]["content"][0]["source"]["data"] == picture
 
 
 def test_count_tokens_is_forwarded_and_free(claude: Gateway, anthropic_fake: FakeAnthropic) -> None:
