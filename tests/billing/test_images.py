@@ -171,6 +171,11 @@ def test_anthropic_message_images_are_found_in_their_own_blocks() -> None:
                     },
                     {"type": "document", "source": {"type": "text", "data": "plain"}},
                     {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "text/plain", "data": "aGk="},
+                    },
+                    {"type": "image"},
+                    {
                         "type": "tool_result",
                         "tool_use_id": "t1",
                         "content": [{"type": "image", "source": base64_image}],
@@ -182,6 +187,6 @@ def test_anthropic_message_images_are_found_in_their_own_blocks() -> None:
     found = find_message_images(body)
     one = Image(len(picture), (800, 600), None)
     unknown = Image(0, None, None)
-    # the image, the URL image, two PDF pages, the image of the tool result
-    assert found == [one, unknown, unknown, unknown, one]
+    # the image, the URL image, two PDF pages, an image without a source, the tool result's
+    assert found == [one, unknown, unknown, unknown, unknown, one]
     assert find_message_images({"messages": "nope"}) == []

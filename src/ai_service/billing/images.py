@@ -119,15 +119,15 @@ def _message_blocks(blocks: list[Any], into: list[Image]) -> None:
             continue
         kind = block.get("type")
         source = block.get("source")
-        data = source.get("data") if isinstance(source, dict) else None
-        base64_data = isinstance(source, dict) and source.get("type") == "base64"
+        source = source if isinstance(source, dict) else {}
+        data = source.get("data") if source.get("type") == "base64" else None
         if kind == "image":
-            if base64_data and isinstance(data, str):
+            if isinstance(data, str):
                 into.append(Image(len(data), image_size(data, 0), None))
             else:
                 into.append(Image(0, None, None))
-        elif kind == "document" and base64_data and isinstance(data, str):
-            if isinstance(source, dict) and source.get("media_type") == "application/pdf":
+        elif kind == "document":
+            if isinstance(data, str) and source.get("media_type") == "application/pdf":
                 into.extend([PAGE] * _pages(_decode(data, 0, len(data))))
         elif kind == "tool_result" and isinstance(block.get("content"), list):
             _message_blocks(block["content"], into)
