@@ -538,3 +538,26 @@ def test_a_stream_cut_upstream_ends_with_an_error_event_and_is_logged_free(
     # a stream the upstream cut is an upstream error: logged with what it used, free
     assert (row.cost, row.usage_estimated) == (0, False)
     assert claude.balance("alice") == before
+
+
+def test_an_upstream_error_event_reaches_the_sdk_as_an_anthropic_error(
+    claude: Gateway, anthropic_fake: FakeAnthropic
+) -> None:
+    key = claude.create_user("alice", "10")
+    before = claude.balance("alice")
+    anthropic_fake.enqueue(Answer(text="one two three four five", error_after=2))
+    received: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        sdk(claude, key).messages.stream(model=MODEL, max_tokens=64, messages=HELLO) as stream,
+    ):
+        received.extend(stream.text_stream)
+    assert received  # the text before the error was relayed
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "api_error"  # the overloaded upstream: the gateway's 503
+    wait_settled(claude)
+    (row,) = claude.requests()
+    assert (row.status, row.cost) == ("error", 0)
+    assert claude.balance("alice") == before
