@@ -372,7 +372,7 @@ def test_an_unaffordable_request_is_402_billing_error_and_never_sent(
     assert (row.status, row.http_status, row.cost) == ("error", 402, 0)
 
 
-def test_rate_limited_is_429_rate_limit_error(
+def test_rate_limited_is_429_rate_limit_error_and_counts_count_tokens(
     gateway_factory: Callable[..., Gateway], anthropic_fake: FakeAnthropic
 ) -> None:
     anthropic_fake.reset()
@@ -384,6 +384,8 @@ def test_rate_limited_is_429_rate_limit_error(
     with pytest.raises(anthropic.RateLimitError) as caught:
         sdk(gw, key).messages.create(model=MODEL, max_tokens=10, messages=HELLO)
     assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    with pytest.raises(anthropic.RateLimitError):  # a free count still counts as a request
+        sdk(gw, key).messages.count_tokens(model=MODEL, messages=HELLO)  # type: ignore[arg-type]
     assert len(anthropic_fake.requests) == 1
 
 
