@@ -86,6 +86,7 @@ def test_create_is_charged_its_usage_and_sent_with_the_gateway_key(
     assert charged(claude, "alice", before) == expected > 0
     (row,) = claude.requests()
     assert (row.provider, row.model, row.status, row.cost) == ("claude", MODEL, "ok", expected)
+    assert row.surface == "messages"
     assert (row.prompt_tokens, row.completion_tokens) == (HELLO_TOKENS, output)
 
 
@@ -342,7 +343,7 @@ def test_an_invalid_body_is_400_in_anthropic_shape_free_and_never_sent(
     assert anthropic_fake.requests == []
     assert claude.balance("alice") == before
     (row,) = claude.requests()
-    assert (row.status, row.http_status, row.cost) == ("error", 400, 0)
+    assert (row.status, row.http_status, row.cost, row.surface) == ("error", 400, 0, "messages")
 
 
 def test_the_sdk_reads_the_gateway_refusals(claude: Gateway, anthropic_fake: FakeAnthropic) -> None:
@@ -406,6 +407,8 @@ def test_a_body_over_the_limit_is_413_request_too_large(
     assert r.status_code == 413
     assert anthropic_error(r)["type"] == "request_too_large"
     assert anthropic_fake.requests == []
+    (row,) = gw.requests()
+    assert (row.surface, row.http_status, row.cost) == ("messages", 413, 0)
 
 
 def test_an_upstream_refusal_is_passed_on_in_anthropic_shape_and_free(

@@ -45,6 +45,7 @@ from ai_service.services.routing import Bound, Plan, Target
 from ai_service.state import AppState
 from ai_service.upstream import UpstreamStream
 
+SURFACE = "messages"  # the request log's and the metrics' name of this API surface
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 MIN_THINKING_BUDGET = 1024  # Anthropic's least `thinking.budget_tokens`
@@ -127,7 +128,13 @@ async def messages(
 ) -> Result:
     """Serve one Messages API request. Raises `ServiceError` before any byte is sent."""
     call = Call.start(
-        state, principal, provider, request_id, redact(raw, secret), client_request_id
+        state,
+        principal,
+        provider,
+        request_id,
+        redact(raw, secret),
+        client_request_id,
+        surface=SURFACE,
     )
     try:
         body = parse_body(raw)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ai_service.api.intake import Service, intake
 from ai_service.api.render import anthropic_shape, error_response, render
 from ai_service.providers.anthropic.passthrough import forwarded_headers
-from ai_service.services.messages import Forwarded, count_tokens, messages
+from ai_service.services.messages import SURFACE, Forwarded, count_tokens, messages
 
 PROVIDER = "claude"
 router = APIRouter()
@@ -20,7 +20,7 @@ router = APIRouter()
 async def serve(request: Request, service: Service) -> Response:
     """Serve a Messages API request; every error before the answer in Anthropic's shape."""
     try:
-        return render(await (await intake(request, PROVIDER)).serve(service))
+        return render(await (await intake(request, PROVIDER, SURFACE)).serve(service))
     except Exception as exc:
         return error_response(exc, anthropic_shape)
 
