@@ -32,6 +32,7 @@ from ai_service.api.routes import (
     dashboard_users,
     embeddings,
     health,
+    messages,
     models,
     openapi,
     responses,
@@ -221,7 +222,17 @@ def create_api(settings: Settings) -> FastAPI:
     admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
     routers = [
         m.router
-        for m in (openapi, *admin_routes, chat, embeddings, responses, models, account, health)
+        for m in (
+            openapi,
+            *admin_routes,
+            chat,
+            embeddings,
+            responses,
+            messages,
+            models,
+            account,
+            health,
+        )
     ]
     for router in routers:
         app.include_router(router)

@@ -46,6 +46,8 @@ ROUTES = (
     (re.compile(r"^/ai/[^/]+/chat/completions$"), "chat"),
     (re.compile(r"^/ai/[^/]+/embeddings$"), "embeddings"),
     (re.compile(r"^/ai/[^/]+/responses(/[^/]+)?$"), "responses"),
+    (re.compile(r"^/ai/[^/]+/v1/messages$"), "messages"),
+    (re.compile(r"^/ai/[^/]+/v1/messages/count_tokens$"), "count_tokens"),
     (re.compile(r"^/ai/[^/]+/models(/.*)?$"), "models"),
     (re.compile(r"^/ai/(account|usage)$"), "account"),
     (re.compile(r"^/ai/admin/api/"), "admin_api"),

@@ -216,7 +216,12 @@ class UpstreamStream:
                 else:
                     batch = []
                     for message in messages:
-                        batch.extend(parse_message(parser, message))
+                        try:
+                            batch.extend(parse_message(parser, message))
+                        except ServiceError:
+                            if batch:  # what came before the error reaches the client first
+                                yield batch
+                            raise
                         if parser.done:
                             break
                 if batch:

@@ -10,6 +10,7 @@ from ai_service.billing.images import (
     Image,
     anthropic_image_tokens,
     find_images,
+    find_message_images,
     image_size,
     image_tokens,
     openai_image_tokens,
@@ -143,3 +144,49 @@ def test_an_inline_pdf_counts_as_one_image_of_unknown_size_per_page() -> None:
     assert len(find_images({"messages": [{"role": "user", "content": [part]}]})) == 12
     by_id = {"type": "file", "file": {"file_id": "file-abc"}}
     assert find_images({"messages": [{"role": "user", "content": [by_id]}]}) == []
+
+
+def test_anthropic_message_images_are_found_in_their_own_blocks() -> None:
+    picture = base64.b64encode(png(800, 600)).decode()
+    pdf = b"%PDF-1.4\n/Type /Page\n/Type /Page\n"
+    document = base64.b64encode(pdf).decode()
+    base64_image = {"type": "base64", "media_type": "image/png", "data": picture}
+    body = {
+        "messages": [
+            {"role": "user", "content": "text only"},
+            {
+                "role": "user",
+                "content": [
+                    "not a block",
+                    {"type": "text", "text": "look"},
+                    {"type": "image", "source": base64_image},
+                    {"type": "image", "source": {"type": "url", "url": "https://x/a.png"}},
+                    {
+                        "type": "document",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "application/pdf",
+                            "data": document,
+                        },
+                    },
+                    {"type": "document", "source": {"type": "text", "data": "plain"}},
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "text/plain", "data": "aGk="},
+                    },
+                    {"type": "image"},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "content": [{"type": "image", "source": base64_image}],
+                    },
+                ],
+            },
+        ]
+    }
+    found = find_message_images(body)
+    one = Image(len(picture), (800, 600), None)
+    unknown = Image(0, None, None)
+    # the image, the URL image, two PDF pages, an image without a source, the tool result's
+    assert found == [one, unknown, unknown, unknown, unknown, one]
+    assert find_message_images({"messages": "nope"}) == []

@@ -7,7 +7,8 @@ its body as raw bytes (the spec has no body schema for it), so its bodies come
 from a strategy of the OpenAI Chat Completions shape, mutated. Headers (keys,
 Idempotency-Key, X-Request-ID, Content-Type) are generated too. For every
 request: no 500, no "database unavailable" while the database is up, and every
-error in the OpenAI shape `{"error": {"message", "type", "param", "code"}}`.
+error in the OpenAI shape `{"error": {"message", "type", "param", "code"}}` (on the
+Anthropic Messages API, Anthropic's `{"type": "error", "error": {"type", "message"}}`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ Strategy = st.SearchStrategy[Any]
 PROVIDERS = ["openai", "claude", "mistral", "llama", "deepseek", "v1"]
 ROLES = ["system", "developer", "user", "assistant", "tool"]
 SKIP = {"/ai/docs", "/ai/openapi.json"}
+ANTHROPIC_SURFACE = "/ai/claude/v1/messages"  # its errors have Anthropic's shape
 
 # PostgreSQL cannot store NUL in text; that bug has its own tests in test_security.py, so
 # the fuzzer leaves NUL out to look for others.
@@ -189,6 +191,12 @@ def check(r: httpx.Response, where: str) -> None:
     assert r.status_code != 500, f"{where}: 500 {r.text[:300]}"
     assert "Traceback" not in r.text, where
     if r.status_code < 400:
+        return
+    if r.request.url.path.startswith(ANTHROPIC_SURFACE):
+        body = r.json()
+        assert body["type"] == "error", where
+        assert set(body["error"]) == {"type", "message"}, f"{where}: {body}"
+        assert "database is unavailable" not in body["error"]["message"], where
         return
     try:
         error = r.json()["error"]

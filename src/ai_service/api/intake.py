@@ -73,8 +73,9 @@ class Intake:
         )
 
 
-async def intake(request: Request, path: str) -> Intake:
-    """Authenticate the caller and read the body of a request to the provider path `path`."""
+async def intake(request: Request, path: str, surface: str = "chat") -> Intake:
+    """Authenticate the caller and read the body of a request to the provider path `path`
+    (a body over the limit is logged under the API `surface`)."""
     provider = provider_of(path)
     state = get_state(request)
     headers = request.headers
@@ -85,7 +86,9 @@ async def intake(request: Request, path: str) -> Intake:
     try:
         raw = await read_body(request, state.settings.max_body_bytes)
     except PayloadTooLargeError as exc:
-        call = Call.start(state, principal, provider, ids[0], client_request_id=ids[1])
+        call = Call.start(
+            state, principal, provider, ids[0], client_request_id=ids[1], surface=surface
+        )
         raise await refuse(call, exc) from None
     return Intake(
         state, principal, secret, provider, raw, ids[0], ids[1], headers.get("idempotency-key")

@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from ai_service.api.responses import json_response
 from ai_service.api.sse import SSEResponse
-from ai_service.errors import ServiceError, ServiceUnavailableError, to_openai_error
+from ai_service.errors import ServiceError, ServiceUnavailableError
+from ai_service.providers.anthropic.errors import error_body
 from ai_service.services.answers import Answer, Result
 from ai_service.storage.db import DB_ERRORS
 
@@ -30,6 +31,11 @@ DATABASE_DOWN = "The gateway's database is unavailable; retry shortly."
 
 def openai_shape(exc: ServiceError) -> Any:
     return exc.body()
+
+
+def anthropic_shape(exc: ServiceError) -> Any:
+    """Anthropic's `{"type": "error", "error": {"type", "message"}}` (the Messages surface)."""
+    return error_body(exc.status, exc.message)
 
 
 def render(result: Result) -> Response:
@@ -48,5 +54,4 @@ def error_response(exc: BaseException, shape: ErrorShape = openai_shape) -> Resp
         error = ServiceUnavailableError(DATABASE_DOWN)
         return json_response(shape(error), error.status, {"Retry-After": "2"})
     log.exception("unhandled error", exc_info=exc)
-    body = to_openai_error("The gateway failed to handle the request.", "server_error")
-    return json_response(body, 500)
+    return json_response(shape(ServiceError("The gateway failed to handle the request.")), 500)

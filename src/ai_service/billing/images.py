@@ -97,9 +97,49 @@ def pdf_pages(file: object) -> int:
     data_url = file.get("file_data") if isinstance(file, dict) else None
     if not isinstance(data_url, str):
         return 0
-    data = _decode(data_url, data_url.find(",") + 1, len(data_url))
+    return _pages(_decode(data_url, data_url.find(",") + 1, len(data_url)))
+
+
+def _pages(data: bytes) -> int:
     counts = [int(count) for count in _PAGE_COUNT.findall(data)]
     return max(len(_PAGE_OBJECT.findall(data)), *counts, 1)
+
+
+def find_message_images(body: dict[str, Any]) -> list[Image]:
+    """The images of an Anthropic Messages body (its own wire shape, sent unchanged).
+
+    A base64 `image` block is an image of the size its header gives (its
+    payload's bytes are in the body); a URL image is of unknown size; a base64
+    PDF `document` counts one image of unknown size per page (its bytes stay
+    counted as text). Blocks inside a `tool_result` are searched too.
+    """
+    images: list[Image] = []
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            _message_blocks(content, images)
+    return images
+
+
+def _message_blocks(blocks: list[Any], into: list[Image]) -> None:
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        source = block.get("source")
+        source = source if isinstance(source, dict) else {}
+        data = source.get("data") if source.get("type") == "base64" else None
+        if kind == "image":
+            if isinstance(data, str):
+                into.append(Image(len(data), image_size(data, 0), None))
+            else:
+                into.append(Image(0, None, None))
+        elif kind == "document":
+            if isinstance(data, str) and source.get("media_type") == "application/pdf":
+                into.extend([PAGE] * _pages(_decode(data, 0, len(data))))
+        elif kind == "tool_result" and isinstance(block.get("content"), list):
+            _message_blocks(block["content"], into)
 
 
 def _image(spec: object) -> Image:

@@ -122,7 +122,7 @@ class StreamEvent:
     the provider reports before the end (Anthropic's `message_start`: the
     prompt, its cache reads and writes, the output so far), charged for a
     stream that ends before its final usage. A surface relayed event for event
-    (the Responses API) keeps each event's bytes in `frame`, and the generated
+    (the Responses and Messages APIs) keeps each event's bytes in `frame`, and the generated
     text other than content (reasoning, tool-call arguments) in
     `generated_text`, as it has no chunk to find it in.
     """

@@ -22,7 +22,7 @@ from ai_service.errors import InvalidRequestError, UpstreamError
 from ai_service.providers import REGISTRY
 from ai_service.providers.base import Adapter, JsonObject, UpstreamRequest, Usage
 from ai_service.schemas import parse_body
-from ai_service.services import pipeline
+from ai_service.services import pipeline, respond
 from ai_service.services.answers import Answer, Result
 from ai_service.services.call import Call, redact, refuse
 from ai_service.services.routing import Bound, Plan, Target
@@ -162,21 +162,8 @@ async def answer(
     data["model"] = resolved.model
     data["usage"] = {"prompt_tokens": count, "total_tokens": count, "cost": usd}
     payload = orjson.dumps(data)
-    request_text, cut_request = call.cap(call.request_text)
     summary = orjson.dumps({"embeddings": len(data["data"]), "usage": data["usage"]}).decode()
-    await call.settle(
-        call.priced(
-            ledger.Settlement(
-                status="ok",
-                http_status=200,
-                usage_estimated=estimated,
-                upstream_latency_ms=latency,
-                request_body=request_text,
-                response_body=summary,
-                truncated=cut_request,
-            ).add_usage(usage),
-            usage,
-        ),
-        answer=payload,
+    await respond.settle_answer(
+        call, usage, payload, estimated=estimated, latency=latency, logged=summary
     )
     return Answer(payload, {**headers, "X-Request-Cost": header})

@@ -4,7 +4,7 @@ as domain results (`answers`) that the route renders."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Protocol
 
@@ -49,7 +49,25 @@ async def charge_answer(
         answer["usage"]["cost"] = usd
     headers = {**headers, "X-Request-Cost": header}
     payload = orjson.dumps(answer)
-    response_text, cut = call.cap(payload.decode())
+    await settle_answer(call, usage, payload, estimated=estimated, latency=latency)
+    return Answer(payload, headers)
+
+
+async def settle_answer(
+    call: Call,
+    usage: Usage,
+    payload: bytes,
+    *,
+    estimated: bool,
+    latency: int,
+    logged: str | None = None,
+) -> None:
+    """Charge a whole answer `usage` and keep `payload` for an idempotent replay.
+
+    `logged` is the response body the payload audit keeps (the payload itself
+    unless the surface logs a summary).
+    """
+    response_text, cut = call.cap(payload.decode() if logged is None else logged)
     request_text, cut_request = call.cap(call.request_text)
     await call.settle(
         call.priced(
@@ -66,7 +84,6 @@ async def charge_answer(
         ),
         answer=payload,
     )
-    return Answer(payload, headers)
 
 
 def stream(
@@ -77,10 +94,18 @@ def stream(
 
 
 def relay(
-    call: Call, upstream: UpstreamStream, writer: Writer, headers: dict[str, str]
+    call: Call,
+    upstream: UpstreamStream,
+    writer: Writer,
+    headers: dict[str, str],
+    fill: Callable[[Tally], None] | None = None,
 ) -> Streamed:
-    """A stream of any surface, written by `writer` and settled once by its `Relay`."""
+    """A stream of any surface, written by `writer` and settled once by its `Relay`.
+
+    `fill` completes the tally at settlement, for a writer that relays events unparsed.
+    """
     relay = Relay(call, upstream, writer)
+    relay.tally.fill = fill
     return Streamed(relay.frames(), headers, relay.closed)
 
 
@@ -104,7 +129,17 @@ class Tally:
     writes), charged for a stream that ends before its final usage.
     """
 
-    __slots__ = ("early", "finish", "generated", "keep", "kept", "limit", "texts", "usage")
+    __slots__ = (
+        "early",
+        "fill",
+        "finish",
+        "generated",
+        "keep",
+        "kept",
+        "limit",
+        "texts",
+        "usage",
+    )
 
     def __init__(self, keep: bool, limit: int) -> None:
         self.usage: Usage | None = None
@@ -115,6 +150,8 @@ class Tally:
         self.keep = keep
         self.limit = limit
         self.kept: list[bytes] = []
+        # for a surface that relays its events unparsed: fills the text in, at settlement
+        self.fill: Callable[[Tally], None] | None = None
 
     def add(self, ev: StreamEvent) -> None:
         if ev.usage is not None:
@@ -301,6 +338,8 @@ async def _settle_stream(
     the output delivered so far (estimated from its text when the reported
     count is lower), flagged `usage_estimated` when any part is an estimate.
     """
+    if tally.fill is not None:
+        tally.fill(tally)
     resolved = call.resolved
     assert resolved is not None
     usage = tally.usage

@@ -6,6 +6,7 @@ tools.py     tools, tool_choice, parallel_tool_calls
 options.py   sampling, stop, metadata, response_format, reasoning_effort
 response.py  Message -> chat.completion, finish reasons, usage
 stream.py    SSE events -> chat.completion.chunk events
+passthrough.py  the Messages API surface: forwarded headers, the stream relayed as it comes
 errors.py    error bodies and stream error events, read for the shared error map
 """
 
@@ -18,6 +19,7 @@ import orjson
 
 from ai_service.errors import ServiceError, UpstreamUnavailableError
 from ai_service.providers.anthropic.errors import map_error
+from ai_service.providers.anthropic.passthrough import MessagesRelayParser
 from ai_service.providers.anthropic.request import (
     ALLOWED_FIELDS,
     DROPPED_FIELDS,
@@ -81,6 +83,27 @@ class AnthropicAdapter:
             body=orjson.dumps(body),
             hidden_tokens=tool_prompt_tokens(req.model, body),
         )
+
+    def passthrough(
+        self, path: str, body: bytes, headers: Mapping[str, str], hidden_tokens: int = 0
+    ) -> UpstreamRequest:
+        """A POST of a client's own Messages API body to `path` (`/v1/messages`, ...),
+        with the gateway's key and the client's forwarded `anthropic-*` headers."""
+        return UpstreamRequest(
+            url=self._config.base_url.rstrip("/") + path,
+            headers={
+                **headers,
+                "x-api-key": self._config.api_key or "",
+                "content-type": "application/json",
+                **self._config.extra_headers,
+            },
+            body=body,
+            hidden_tokens=hidden_tokens,
+        )
+
+    def relay_parser(self) -> MessagesRelayParser:
+        """The parser of a Messages stream relayed to the client unchanged."""
+        return MessagesRelayParser(api_key=self._config.api_key, provider=self.name)
 
     def parse_response(self, data: JsonObject, req: ChatRequest) -> ChatResult:
         """The OpenAI `chat.completion`; raises `UpstreamError` for a malformed answer."""

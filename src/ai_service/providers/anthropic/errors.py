@@ -31,6 +31,31 @@ ERROR_TYPE_STATUS: dict[str, int] = {
 }
 
 
+#: Anthropic's error `type` for each status the gateway answers with (others: by class)
+STATUS_ERROR_TYPE: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_body(status: int, message: str) -> dict[str, object]:
+    """The gateway's own error in Anthropic's shape: `{"type": "error", "error": {...}}`."""
+    kind = STATUS_ERROR_TYPE.get(status)
+    if kind is None:
+        kind = "invalid_request_error" if 400 <= status < 500 else "api_error"
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
 def parse_error(payload: object) -> ErrorDetail:
     """The message of an Anthropic error object (None when it has none)."""
     error = payload.get("error") if isinstance(payload, dict) else None
