@@ -128,26 +128,35 @@ async def service_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-PROVIDER_PREFIX = "/ai/{provider}/"
+ROUTE_UNDER_PROVIDER = re.compile(r"^/ai/([^/]+)/(.+)$")
 
 
-def served_endpoints(routers: list[APIRouter]) -> list[str]:
-    """The endpoints of the routes under every provider path (`chat/completions`, ...)."""
-    found: list[str] = []
+def served_endpoints(routers: list[APIRouter]) -> dict[str, list[str]]:
+    """The endpoints under the provider paths: those of every path under "*" (`chat/completions`,
+    ...), and those of one provider's path only (`v1/messages` on Claude's) under its name."""
+    found: dict[str, list[str]] = {}
     for route in (route for router in routers for route in router.routes):
-        path = getattr(route, "path", "")
-        if path.startswith(PROVIDER_PREFIX):
-            endpoint = re.sub(r"\{[^}]*\}", "{id}", path.removeprefix(PROVIDER_PREFIX))
-            if endpoint not in found:
-                found.append(endpoint)
+        matched = ROUTE_UNDER_PROVIDER.match(getattr(route, "path", ""))
+        if matched is None:
+            continue
+        owner, rest = matched.groups()
+        if owner != "{provider}" and owner not in providers.PATHS:
+            continue  # the admin API, the dashboard
+        endpoint = re.sub(r"\{[^}]*\}", "{id}", rest)
+        listed = found.setdefault("*" if owner == "{provider}" else owner, [])
+        if endpoint not in listed:
+            listed.append(endpoint)
     return found
 
 
-def not_served(path: str, served: list[str]) -> str | None:
-    """The 404 message for an endpoint of a provider path that the gateway does not serve."""
+def not_served(path: str, served: dict[str, list[str]]) -> str | None:
+    """The 404 message for an endpoint of a provider path that the gateway does not serve
+    (an endpoint that a registry flag names, such as `embeddings`, only where it is set)."""
     parts = path.split("/", 3)
     if len(parts) == 4 and parts[1] == "ai" and parts[2] in providers.PATHS and parts[3]:
-        names = ", ".join(served)
+        spec = providers.REGISTRY[providers.PATHS[parts[2]]]
+        shared = [e for e in served.get("*", []) if getattr(spec, e.split("/")[0], True)]
+        names = ", ".join([*shared, *served.get(parts[2], [])])
         return f"{path} is not served by this gateway; it serves {names} under /ai/{parts[2]}/."
     return None
 

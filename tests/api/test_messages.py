@@ -566,3 +566,29 @@ def test_an_upstream_error_event_reaches_the_sdk_as_an_anthropic_error(
     (row,) = claude.requests()
     assert (row.status, row.cost) == ("error", 0)
     assert claude.balance("alice") == before
+
+
+def test_the_sdk_lists_and_retrieves_claude_models(claude: Gateway) -> None:
+    key = claude.create_user("alice", "10")
+    client = sdk(claude, key)
+    listed = [m.id for m in client.models.list()]
+    assert "claude-sonnet-4-5-20250929" in listed
+    assert listed == sorted(listed)
+    model = client.models.retrieve("claude-sonnet-4-5-20250929")
+    assert (model.id, model.type) == ("claude-sonnet-4-5-20250929", "model")
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.models.retrieve("claude-nonexistent-9")
+    assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    r = httpx.get(claude.url + "/ai/claude/v1/models", headers={"x-api-key": "ais-wrong"})
+    assert r.status_code == 401
+    assert r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "authentication_error"
+
+
+def test_an_endpoint_not_served_on_the_claude_path_names_its_own(claude: Gateway) -> None:
+    key = claude.create_user("alice", "10")
+    r = httpx.post(claude.url + "/ai/claude/v1/complete", headers={"x-api-key": key}, json={})
+    assert r.status_code == 404
+    message = r.json()["error"]["message"]
+    assert "v1/messages" in message and "chat/completions" in message
+    assert "embeddings" not in message and "responses" not in message  # not Claude's

@@ -1,5 +1,6 @@
 """POST /ai/claude/v1/messages and /ai/claude/v1/messages/count_tokens: Anthropic's own
-Messages API (`ANTHROPIC_BASE_URL=<gateway>/ai/claude`), its errors in Anthropic's shape."""
+Messages API (`ANTHROPIC_BASE_URL=<gateway>/ai/claude`), its errors in Anthropic's shape;
+GET /ai/claude/v1/models (and one by id) in Anthropic's model-list shape."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from functools import partial
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ai_service.api.deps import get_state
 from ai_service.api.intake import Service, intake
 from ai_service.api.render import anthropic_shape, error_response, render
+from ai_service.api.responses import json_response
+from ai_service.auth import key_from_headers
+from ai_service.errors import NotFoundError
 from ai_service.providers.anthropic.passthrough import forwarded_headers
 from ai_service.services.messages import SURFACE, Forwarded, count_tokens, messages
 
@@ -49,3 +54,48 @@ async def create_message(request: Request) -> Response:
 )
 async def count_message_tokens(request: Request) -> Response:
     return await serve(request, partial(count_tokens, forwarded=forwarded(request)))
+
+
+def model_object(model_id: str) -> dict[str, object]:
+    """A model in Anthropic's shape (the catalog keeps no display name nor date)."""
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": EPOCH}
+
+
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+async def catalog_ids(request: Request) -> list[str]:
+    """The Claude models the catalog prices, and its aliases; the caller's key is checked."""
+    state = get_state(request)
+    headers = request.headers
+    await state.keys.authenticate(
+        key_from_headers(headers.get("x-api-key"), headers.get("authorization"))
+    )
+    catalog = await state.catalog.get()
+    return sorted({*catalog.models(PROVIDER), *catalog.aliases.get(PROVIDER, {})})
+
+
+@router.get(f"/ai/{PROVIDER}/v1/models", summary="List Claude models (Anthropic format)")
+async def list_claude_models(request: Request) -> Response:
+    try:
+        data = [model_object(mid) for mid in await catalog_ids(request)]
+    except Exception as exc:
+        return error_response(exc, anthropic_shape)
+    return json_response(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    )
+
+
+@router.get(f"/ai/{PROVIDER}/v1/models/{{model_id}}", summary="One Claude model (Anthropic format)")
+async def get_claude_model(model_id: str, request: Request) -> Response:
+    try:
+        if model_id not in await catalog_ids(request):
+            raise NotFoundError(f"model: {model_id}")
+    except Exception as exc:
+        return error_response(exc, anthropic_shape)
+    return json_response(model_object(model_id))
