@@ -1,6 +1,7 @@
 """Clients whose default is the Responses API, unchanged, through the gateway: the Vercel
-AI SDK's default OpenAI provider and the OpenAI Agents SDK's default model (Node), each
-call charged the usage the fake reported.
+AI SDK's default OpenAI provider and the OpenAI Agents SDK's default model (Node), and
+LangChain's `ChatOpenAI(use_responses_api=True)`, each call charged the usage the fake
+reported.
 
 The npm packages come from `.venv/node/node_modules` (`make install`), or the folder
 named by `AI_SERVICE_TEST_NODE_MODULES`.
@@ -113,3 +114,21 @@ def test_the_openai_agents_sdks_default_model(
     assert [a["text"] for a in answers] == ["Hello from openai!", "Hello from openai!"]
     assert_charged(gateway, openai_upstream)
     assert openai_upstream.last_request.body["instructions"] == "Be brief."
+
+
+def test_langchain_with_the_responses_api(gateway: Gateway, openai_upstream: FakeOpenAI) -> None:
+    from langchain_openai import ChatOpenAI
+
+    key = gateway.create_user("alice", "10")
+    chat = ChatOpenAI(
+        model=MODEL,
+        base_url=f"{gateway.url}/ai/openai",
+        api_key=key,  # type: ignore[arg-type]
+        use_responses_api=True,
+        max_retries=0,
+    )
+    answer = chat.invoke("Say hello")
+    assert "Hello from openai!" in answer.text
+    streamed = "".join(piece.text for piece in chat.stream("Say hello"))
+    assert streamed == "Hello from openai!"
+    assert_charged(gateway, openai_upstream)
