@@ -4,17 +4,15 @@ key, the request ids and the body (a body over the limit is refused, logged and 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from fastapi import Request
 
 from ai_service.api.deps import client_request_id, get_state, request_id
-from ai_service.auth import Principal, key_from_headers
+from ai_service.auth import key_from_headers
 from ai_service.errors import NotFoundError, PayloadTooLargeError
 from ai_service.providers import PATHS
 from ai_service.services.answers import Result
-from ai_service.services.call import Call, refuse
-from ai_service.state import AppState
+from ai_service.services.call import Arrival, Call, refuse
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -42,38 +40,11 @@ def provider_of(path: str) -> str:
     return target
 
 
-# a surface's service: (state, principal, key, provider, body, request id,
-# Idempotency-Key, client's request id) -> its answer
-Service = Callable[
-    [AppState, Principal, str, str, bytes, str, str | None, str | None], Awaitable[Result]
-]
+# a surface's service: what arrived -> its answer
+Service = Callable[[Arrival], Awaitable[Result]]
 
 
-@dataclass(frozen=True, slots=True)
-class Intake:
-    state: AppState
-    principal: Principal
-    secret: str
-    provider: str
-    raw: bytes
-    request_id: str
-    client_request_id: str | None
-    idempotency_key: str | None
-
-    async def serve(self, service: Service) -> Result:
-        return await service(
-            self.state,
-            self.principal,
-            self.secret,
-            self.provider,
-            self.raw,
-            self.request_id,
-            self.idempotency_key,
-            self.client_request_id,
-        )
-
-
-async def intake(request: Request, path: str, surface: str = "chat") -> Intake:
+async def intake(request: Request, path: str, surface: str = "chat") -> Arrival:
     """Authenticate the caller and read the body of a request to the provider path `path`
     (a body over the limit is logged under the API `surface`)."""
     provider = provider_of(path)
@@ -90,6 +61,6 @@ async def intake(request: Request, path: str, surface: str = "chat") -> Intake:
             state, principal, provider, ids[0], client_request_id=ids[1], surface=surface
         )
         raise await refuse(call, exc) from None
-    return Intake(
+    return Arrival(
         state, principal, secret, provider, raw, ids[0], ids[1], headers.get("idempotency-key")
     )

@@ -31,6 +31,32 @@ def redact(raw: bytes, secret: str) -> str:
     return text.replace(secret, "[redacted]") if secret in text else text
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A request as it reached a surface's service: who sent what, to which provider."""
+
+    state: AppState
+    principal: Principal
+    secret: str  # the caller's key, kept out of the logged body
+    provider: str
+    raw: bytes
+    request_id: str
+    client_request_id: str | None = None
+    idempotency_key: str | None = None
+
+    def call(self, surface: str) -> Call:
+        """The request's `Call`, its logged body without the caller's key."""
+        return Call.start(
+            self.state,
+            self.principal,
+            self.provider,
+            self.request_id,
+            redact(self.raw, self.secret),
+            self.client_request_id,
+            surface,
+        )
+
+
 @dataclass(slots=True)
 class Call:
     """What the gateway knows about one request while it runs."""

@@ -7,32 +7,20 @@ sends it as a JSON completion or a stream, and answers in OpenAI's chat shape.
 
 from __future__ import annotations
 
-from ai_service.auth import Principal
 from ai_service.errors import InvalidRequestError, ServiceError
 from ai_service.providers.base import ChatResult
 from ai_service.schemas import include_usage, parse_body, validate_chat, validate_choices
 from ai_service.services import pipeline, respond
 from ai_service.services.answers import Result
-from ai_service.services.call import Call, redact, refuse
+from ai_service.services.call import Arrival, refuse
 from ai_service.services.routing import Target, chain_for, chat_attempt, plan_for
-from ai_service.state import AppState
 from ai_service.upstream import UpstreamStream
 
 
-async def chat(
-    state: AppState,
-    principal: Principal,
-    secret: str,
-    provider: str,
-    raw: bytes,
-    request_id: str,
-    idempotency_key: str | None = None,
-    client_request_id: str | None = None,
-) -> Result:
+async def chat(arrival: Arrival) -> Result:
     """Serve one chat completion. Raises `ServiceError` before any byte is sent."""
-    call = Call.start(
-        state, principal, provider, request_id, redact(raw, secret), client_request_id
-    )
+    call = arrival.call("chat")
+    state, provider, raw = arrival.state, arrival.provider, arrival.raw
     try:
         body = parse_body(raw)
         requested, call.stream, client_limit = validate_chat(body, state.settings.max_messages)
@@ -40,7 +28,7 @@ async def chat(
     except InvalidRequestError as exc:
         raise await refuse(call, exc) from None
     catalog = await pipeline.resolve(call, provider, requested)
-    stored = await pipeline.hold(call, idempotency_key, provider, raw)
+    stored = await pipeline.hold(call, arrival.idempotency_key, provider, raw)
     if stored is not None:
         return respond.replay(stored)
     try:

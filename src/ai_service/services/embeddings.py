@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from ai_service.auth import Principal
 from ai_service.billing import ledger, tokens
 from ai_service.errors import InvalidRequestError, UpstreamError
 from ai_service.providers import REGISTRY
@@ -24,9 +23,8 @@ from ai_service.providers.base import Adapter, JsonObject, UpstreamRequest, Usag
 from ai_service.schemas import parse_body
 from ai_service.services import pipeline, respond
 from ai_service.services.answers import Answer, Result
-from ai_service.services.call import Call, redact, refuse
+from ai_service.services.call import Arrival, Call, refuse
 from ai_service.services.routing import Bound, Plan, Target
-from ai_service.state import AppState
 
 MAX_INPUTS = 2048  # inputs of one request (OpenAI's limit)
 
@@ -86,26 +84,10 @@ def served_on() -> str:
     return ", ".join(f"/ai/{name}/embeddings" for name, spec in REGISTRY.items() if spec.embeddings)
 
 
-async def embeddings(
-    state: AppState,
-    principal: Principal,
-    secret: str,
-    provider: str,
-    raw: bytes,
-    request_id: str,
-    idempotency_key: str | None = None,
-    client_request_id: str | None = None,
-) -> Result:
+async def embeddings(arrival: Arrival) -> Result:
     """Serve one embeddings request. Raises `ServiceError` before any answer."""
-    call = Call.start(
-        state,
-        principal,
-        provider,
-        request_id,
-        redact(raw, secret),
-        client_request_id,
-        surface="embeddings",
-    )
+    call = arrival.call("embeddings")
+    state, provider, raw = arrival.state, arrival.provider, arrival.raw
     try:
         body = parse_body(raw)
         requested = validate_embeddings(body)
@@ -115,7 +97,7 @@ async def embeddings(
     resolved = call.resolved
     assert resolved is not None
     adapter = state.adapters[provider]
-    stored = await pipeline.hold(call, idempotency_key, f"{provider}/embeddings", raw)
+    stored = await pipeline.hold(call, arrival.idempotency_key, f"{provider}/embeddings", raw)
     if stored is not None:
         return Answer(stored.response, {"Idempotent-Replayed": "true"})
     try:

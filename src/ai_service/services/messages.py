@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import orjson
 
-from ai_service.auth import Principal
 from ai_service.billing import ledger
 from ai_service.billing.estimate import prompt_bound
 from ai_service.billing.images import find_message_images
@@ -40,9 +39,8 @@ from ai_service.providers.base import Adapter, JsonObject, StreamEvent, Upstream
 from ai_service.schemas import parse_body
 from ai_service.services import pipeline, respond
 from ai_service.services.answers import Answer, Result, Streamed
-from ai_service.services.call import Call, redact, refuse
+from ai_service.services.call import Arrival, Call, refuse
 from ai_service.services.routing import Bound, Plan, Target
-from ai_service.state import AppState
 from ai_service.upstream import UpstreamStream
 
 SURFACE = "messages"  # the request log's and the metrics' name of this API surface
@@ -114,28 +112,10 @@ def encoded(raw: bytes, body: JsonObject, model: str, limit: int) -> bytes:
     return orjson.dumps(changed)
 
 
-async def messages(
-    state: AppState,
-    principal: Principal,
-    secret: str,
-    provider: str,
-    raw: bytes,
-    request_id: str,
-    idempotency_key: str | None,
-    client_request_id: str | None,
-    *,
-    forwarded: Forwarded,
-) -> Result:
+async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
     """Serve one Messages API request. Raises `ServiceError` before any byte is sent."""
-    call = Call.start(
-        state,
-        principal,
-        provider,
-        request_id,
-        redact(raw, secret),
-        client_request_id,
-        surface=SURFACE,
-    )
+    call = arrival.call(SURFACE)
+    state, provider, raw = arrival.state, arrival.provider, arrival.raw
     try:
         body = parse_body(raw)
         requested, client_limit, call.stream = validate_message(body)
@@ -146,7 +126,7 @@ async def messages(
     assert resolved is not None
     adapter = state.adapters[provider]
     assert isinstance(adapter, AnthropicAdapter)
-    stored = await pipeline.hold(call, idempotency_key, f"{provider}/messages", raw)
+    stored = await pipeline.hold(call, arrival.idempotency_key, f"{provider}/messages", raw)
     if stored is not None:
         return respond.replay(stored)
     model = resolved.model
@@ -252,19 +232,14 @@ def error_shape(exc: ServiceError) -> dict[str, object]:
     return error_body(exc.status, exc.message)
 
 
-async def count_tokens(
-    state: AppState,
-    principal: Principal,
-    _secret: str,
-    provider: str,
-    raw: bytes,
-    _request_id: str,
-    _idempotency_key: str | None,
-    _client_request_id: str | None,
-    *,
-    forwarded: Forwarded,
-) -> Answer:
+async def count_tokens(arrival: Arrival, *, forwarded: Forwarded) -> Answer:
     """Count a Messages body's input tokens upstream, free. Raises `ServiceError`."""
+    state, principal, provider, raw = (
+        arrival.state,
+        arrival.principal,
+        arrival.provider,
+        arrival.raw,
+    )
     body = parse_body(raw)
     requested = body.get("model")
     if not isinstance(requested, str) or not requested:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import orjson
 
-from ai_service.auth import Principal
 from ai_service.errors import InvalidRequestError, ServiceError
 from ai_service.providers import REGISTRY
 from ai_service.providers.base import Adapter, JsonObject, StreamEvent, UpstreamRequest
@@ -36,7 +35,7 @@ from ai_service.providers.openai_responses import (
 from ai_service.schemas import parse_body, validate_model, validate_stream
 from ai_service.services import pipeline, respond, response_owners
 from ai_service.services.answers import Answer, Result
-from ai_service.services.call import Call, redact, refuse
+from ai_service.services.call import Arrival, Call, refuse
 from ai_service.services.respond import Tally
 from ai_service.services.routing import Build, Target, chain_for, plan_chain
 from ai_service.state import AppState
@@ -146,25 +145,14 @@ def openai_request(body: JsonObject) -> Build:
     return build
 
 
-async def responses(
-    state: AppState,
-    principal: Principal,
-    secret: str,
-    provider: str,
-    raw: bytes,
-    request_id: str,
-    idempotency_key: str | None = None,
-    client_request_id: str | None = None,
-) -> Result:
+async def responses(arrival: Arrival) -> Result:
     """Serve one Responses API request. Raises `ServiceError` before any byte is sent."""
-    call = Call.start(
-        state,
-        principal,
-        provider,
-        request_id,
-        redact(raw, secret),
-        client_request_id,
-        surface="responses",
+    call = arrival.call("responses")
+    state, principal, provider, raw = (
+        arrival.state,
+        arrival.principal,
+        arrival.provider,
+        arrival.raw,
     )
     try:
         body = parse_body(raw)
@@ -176,7 +164,7 @@ async def responses(
     assert resolved is not None
     adapter = state.adapters[provider]
     assert isinstance(adapter, OpenAICompatAdapter)
-    stored = await pipeline.hold(call, idempotency_key, f"{provider}/responses", raw)
+    stored = await pipeline.hold(call, arrival.idempotency_key, f"{provider}/responses", raw)
     if stored is not None:
         return respond.replay(stored)
     try:

@@ -27,7 +27,7 @@ router = APIRouter()
     response_model=None,
 )
 async def chat_completions(provider: str, request: Request) -> Response:
-    return render(await (await intake(request, provider)).serve(chat))
+    return render(await chat(await intake(request, provider)))
 
 
 class ChatEndpoint:

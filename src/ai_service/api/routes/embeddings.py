@@ -27,4 +27,4 @@ async def create_embeddings(provider: str, request: Request) -> Response:
             f"/ai/{provider}/embeddings is not served: the {target} provider has no "
             f"embeddings API. Embeddings are served on {served_on()}."
         )
-    return render(await (await intake(request, provider, "embeddings")).serve(embeddings))
+    return render(await embeddings(await intake(request, provider, "embeddings")))

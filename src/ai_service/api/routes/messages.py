@@ -25,7 +25,7 @@ router = APIRouter()
 async def serve(request: Request, service: Service) -> Response:
     """Serve a Messages API request; every error before the answer in Anthropic's shape."""
     try:
-        return render(await (await intake(request, PROVIDER, SURFACE)).serve(service))
+        return render(await service(await intake(request, PROVIDER, SURFACE)))
     except Exception as exc:
         return error_response(exc, anthropic_shape)
 

@@ -30,7 +30,7 @@ async def create_response(provider: str, request: Request) -> Response:
     target = provider_of(provider)
     if not REGISTRY[target].responses:
         raise not_served(provider, target)
-    return render(await (await intake(request, provider, "responses")).serve(responses))
+    return render(await responses(await intake(request, provider, "responses")))
 
 
 @router.get(
