@@ -33,7 +33,7 @@ Strategy = st.SearchStrategy[Any]
 PROVIDERS = ["openai", "claude", "mistral", "llama", "deepseek", "v1"]
 ROLES = ["system", "developer", "user", "assistant", "tool"]
 SKIP = {"/ai/docs", "/ai/openapi.json"}
-ANTHROPIC_SURFACE = "/ai/claude/v1/messages"  # its errors have Anthropic's shape
+ANTHROPIC_SURFACE = "/ai/claude/v1/"  # the Messages API and its models: Anthropic's shape
 
 # PostgreSQL cannot store NUL in text; that bug has its own tests in test_security.py, so
 # the fuzzer leaves NUL out to look for others.
