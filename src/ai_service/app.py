@@ -155,7 +155,7 @@ def not_served(path: str, served: dict[str, list[str]]) -> str | None:
     parts = path.split("/", 3)
     if len(parts) == 4 and parts[1] == "ai" and parts[2] in providers.PATHS and parts[3]:
         spec = providers.REGISTRY[providers.PATHS[parts[2]]]
-        shared = [e for e in served.get("*", []) if getattr(spec, e.split("/")[0], True)]
+        shared = [e for e in served.get("*", []) if spec.serves(e)]
         names = ", ".join([*shared, *served.get(parts[2], [])])
         return f"{path} is not served by this gateway; it serves {names} under /ai/{parts[2]}/."
     return None

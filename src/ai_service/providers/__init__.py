@@ -67,3 +67,11 @@ def configured(settings: Settings) -> dict[str, Adapter]:
         if key:
             adapters[name] = spec.adapter(ProviderConfig(name, base_url, key, spec.key_variable))
     return adapters
+
+
+def paths_serving(endpoint: str) -> str:
+    """The provider paths that serve `endpoint` (`/ai/openai/embeddings, ...`), for the
+    answer of the others."""
+    return ", ".join(
+        f"/ai/{name}/{endpoint}" for name, spec in REGISTRY.items() if spec.serves(endpoint)
+    )

@@ -186,6 +186,10 @@ class ProviderConfig:
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
+# endpoints that only the providers flagged for them serve
+SURFACE_FLAGS = frozenset({"embeddings", "responses"})
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """Everything the gateway knows about one provider: one entry of `providers.REGISTRY`.
@@ -202,6 +206,12 @@ class ProviderSpec:
     aliases: tuple[str, ...] = ()
     embeddings: bool = False  # whether it serves `POST /embeddings` (OpenAI's shape)
     responses: bool = False  # whether it serves OpenAI's Responses API (`/responses`)
+
+    def serves(self, endpoint: str) -> bool:
+        """Whether this provider's path serves `endpoint` (`responses/{id}` is `responses`'s):
+        the endpoints a flag names only where it is set, every other one everywhere."""
+        flag = endpoint.split("/")[0]
+        return flag not in SURFACE_FLAGS or bool(getattr(self, flag))
 
     @property
     def key_setting(self) -> str:

@@ -222,6 +222,13 @@ class Call:
                 await settle_tokens
         await self._settle_now(s, also, leaving)
 
+    async def fail(self, error: ServiceError) -> ServiceError:
+        """Settle the request as failed with `error` (nothing charged); returns it to raise."""
+        await self.settle(
+            ledger.Settlement(status="error", http_status=error.status, error=error.message)
+        )
+        return error
+
     def _record(self, s: ledger.Settlement, outcome: ledger.Outcome) -> None:
         """Metrics and the log line of a settled request: the figures the database holds."""
         self.state.metrics.settled(

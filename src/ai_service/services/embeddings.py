@@ -16,9 +16,8 @@ from typing import Any
 
 import orjson
 
-from ai_service.billing import ledger, tokens
+from ai_service.billing import tokens
 from ai_service.errors import InvalidRequestError, UpstreamError
-from ai_service.providers import REGISTRY
 from ai_service.providers.base import Adapter, JsonObject, UpstreamRequest, Usage
 from ai_service.schemas import parse_body
 from ai_service.services import pipeline, respond
@@ -79,11 +78,6 @@ def counted_tokens(body: JsonObject, provider: str, model: str) -> int:
     )
 
 
-def served_on() -> str:
-    """The provider paths that serve embeddings, for the 404 of the others."""
-    return ", ".join(f"/ai/{name}/embeddings" for name, spec in REGISTRY.items() if spec.embeddings)
-
-
 async def embeddings(arrival: Arrival) -> Result:
     """Serve one embeddings request. Raises `ServiceError` before any answer."""
     call = arrival.call("embeddings")
@@ -130,11 +124,9 @@ async def answer(
     resolved = call.resolved
     assert resolved is not None
     if not isinstance(data.get("data"), list):
-        error = UpstreamError(f"The {adapter.name} provider sent an answer without embeddings.")
-        await call.settle(
-            ledger.Settlement(status="error", http_status=error.status, error=error.message)
+        raise await call.fail(
+            UpstreamError(f"The {adapter.name} provider sent an answer without embeddings.")
         )
-        raise error
     latency = call.elapsed_ms()
     reported = adapter.embeddings_usage(data)
     estimated = reported is None

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import orjson
 
-from ai_service.billing import ledger
 from ai_service.billing.estimate import prompt_bound
 from ai_service.billing.images import find_message_images
 from ai_service.errors import (
@@ -175,11 +174,9 @@ async def answer(call: Call, data: JsonObject, headers: dict[str, str]) -> Answe
     latency = call.elapsed_ms()
     content = data.get("content")
     if data.get("type") != "message" or not isinstance(content, list):
-        error = UpstreamError(f"The {call.provider} provider sent an answer that is not a Message.")
-        await call.settle(
-            ledger.Settlement(status="error", http_status=error.status, error=error.message)
+        raise await call.fail(
+            UpstreamError(f"The {call.provider} provider sent an answer that is not a Message.")
         )
-        raise error
     reported = data.get("usage")
     estimated = not isinstance(reported, dict)
     if isinstance(reported, dict):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import orjson
 
 from ai_service.errors import InvalidRequestError, ServiceError
-from ai_service.providers import REGISTRY
+from ai_service.providers import paths_serving
 from ai_service.providers.base import Adapter, JsonObject, StreamEvent, UpstreamRequest
 from ai_service.providers.openai_compat import OpenAICompatAdapter
 from ai_service.providers.openai_responses import (
@@ -44,17 +44,12 @@ from ai_service.upstream import UpstreamStream
 MIN_OUTPUT_TOKENS = 16  # OpenAI's least `max_output_tokens`
 
 
-def served_on() -> str:
-    """The provider paths that serve the Responses API, for the answer of the others."""
-    return ", ".join(f"/ai/{name}/responses" for name, spec in REGISTRY.items() if spec.responses)
-
-
 def not_served(path: str, provider: str) -> InvalidRequestError:
     """The error of the Responses API on a path whose provider does not serve it."""
     return InvalidRequestError(
         f"/ai/{path}/responses is not served: the Responses API is served on the OpenAI "
-        f"path only ({served_on()}); the {provider} provider takes Chat Completions at "
-        f"/ai/{path}/chat/completions.",
+        f"path only ({paths_serving('responses')}); the {provider} provider takes Chat "
+        f"Completions at /ai/{path}/chat/completions.",
         code="unsupported_endpoint",
     )
 

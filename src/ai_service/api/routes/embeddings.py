@@ -9,8 +9,8 @@ from starlette.responses import Response
 from ai_service.api.intake import intake, provider_of
 from ai_service.api.render import render
 from ai_service.errors import NotFoundError
-from ai_service.providers import REGISTRY
-from ai_service.services.embeddings import embeddings, served_on
+from ai_service.providers import REGISTRY, paths_serving
+from ai_service.services.embeddings import embeddings
 
 router = APIRouter()
 
@@ -25,6 +25,6 @@ async def create_embeddings(provider: str, request: Request) -> Response:
     if not REGISTRY[target].embeddings:
         raise NotFoundError(
             f"/ai/{provider}/embeddings is not served: the {target} provider has no "
-            f"embeddings API. Embeddings are served on {served_on()}."
+            f"embeddings API. Embeddings are served on {paths_serving('embeddings')}."
         )
     return render(await embeddings(await intake(request, provider, "embeddings")))
