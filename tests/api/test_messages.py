@@ -591,4 +591,5 @@ def test_an_endpoint_not_served_on_the_claude_path_names_its_own(claude: Gateway
     assert r.status_code == 404
     message = r.json()["error"]["message"]
     assert "v1/messages" in message and "chat/completions" in message
-    assert "embeddings" not in message and "responses" not in message  # not Claude's
+    assert "embeddings" not in message  # not Claude's
+    assert "responses" in message  # translated to Claude's chat

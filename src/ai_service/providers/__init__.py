@@ -29,10 +29,14 @@ REGISTRY: dict[str, ProviderSpec] = {
         "https://api.openai.com/v1",
         aliases=("v1",),  # the legacy unified path
         embeddings=True,
-        responses=True,
+        native=frozenset({"responses"}),
     ),
     "claude": ProviderSpec(
-        AnthropicAdapter, "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"
+        AnthropicAdapter,
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "https://api.anthropic.com",
+        native=frozenset({"messages"}),
     ),
     "mistral": ProviderSpec(
         MistralAdapter,

@@ -187,7 +187,7 @@ class ProviderConfig:
 
 
 # endpoints that only the providers flagged for them serve
-SURFACE_FLAGS = frozenset({"embeddings", "responses"})
+SURFACE_FLAGS = frozenset({"embeddings"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +205,13 @@ class ProviderSpec:
     default_url: str
     aliases: tuple[str, ...] = ()
     embeddings: bool = False  # whether it serves `POST /embeddings` (OpenAI's shape)
-    responses: bool = False  # whether it serves OpenAI's Responses API (`/responses`)
+    # the API surfaces beyond chat that its upstream speaks itself ("responses", "messages"):
+    # passed through; every other surface reaches it translated to and from its chat API
+    native: frozenset[str] = frozenset()
+
+    def speaks(self, surface: str) -> bool:
+        """Whether the upstream speaks `surface` itself (else it is translated through chat)."""
+        return surface in self.native
 
     def serves(self, endpoint: str) -> bool:
         """Whether this provider's path serves `endpoint` (`responses/{id}` is `responses`'s):

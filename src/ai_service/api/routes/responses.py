@@ -28,7 +28,7 @@ router = APIRouter()
 )
 async def create_response(provider: str, request: Request) -> Response:
     target = provider_of(provider)
-    if not REGISTRY[target].responses:
+    if not REGISTRY[target].speaks("responses"):
         raise not_served(provider, target)
     return render(await responses(await intake(request, provider, "responses")))
 
@@ -40,7 +40,7 @@ async def create_response(provider: str, request: Request) -> Response:
 )
 async def retrieve_response(provider: str, response_id: str, request: Request) -> Response:
     target = provider_of(provider)
-    if not REGISTRY[target].responses:
+    if not REGISTRY[target].speaks("responses"):
         raise not_served(provider, target)
     taken = await intake(request, provider)
     adapter = taken.state.adapters.get(target)
