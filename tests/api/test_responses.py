@@ -1,6 +1,6 @@
 """The Responses API through the gateway, with the official SDK against the OpenAI fake:
 each call charged the fake's reported usage at the catalog price, streams relayed event
-for event, bad input refused free, the other provider paths answered with where it is."""
+for event, bad input refused free (the other paths: test_responses_translated)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -461,24 +460,6 @@ def test_a_client_that_leaves_before_the_final_event_is_charged_its_output(
     (row,) = gateway.requests()
     assert (row.status, row.completion_tokens) == ("cancelled", 3)
     assert row.cost > 0
-
-
-@pytest.mark.parametrize("path", ["claude", "mistral", "llama", "deepseek"])
-def test_other_paths_say_where_the_responses_api_is_served(
-    gateway_factory: Callable[..., Gateway], openai_upstream: FakeOpenAI, path: str
-) -> None:
-    gw = gateway_factory(openai_api_key=UPSTREAM_KEY, openai_base_url=openai_upstream.base_url)
-    key = gw.create_user("alice", "10")
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk(gw, key, path).responses.create(model="any-model", input="hi")
-    message = caught.value.message
-    assert f"/ai/{path}/responses is not served" in message
-    assert "/ai/openai/responses" in message
-    assert f"/ai/{path}/chat/completions" in message
-    with pytest.raises(openai.BadRequestError):
-        sdk(gw, key, path).responses.retrieve("resp_123")
-    assert openai_upstream.requests == []
-    assert gw.requests() == []
 
 
 def test_an_idempotent_stream_is_replayed_uncharged(gateway: Gateway) -> None:

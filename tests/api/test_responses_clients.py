@@ -1,7 +1,8 @@
 """Clients whose default is the Responses API, unchanged, through the gateway: the Vercel
 AI SDK's default OpenAI provider and the OpenAI Agents SDK's default model (Node), and
 LangChain's `ChatOpenAI(use_responses_api=True)`, each call charged the usage the fake
-reported.
+reported; the Node clients also on Claude's path, where the Responses API is translated to
+Anthropic's Messages API.
 
 The npm packages come from `.venv/node/node_modules` (`make install`), or the folder
 named by `AI_SERVICE_TEST_NODE_MODULES`.
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ import pytest
 
 from ai_service.billing.pricing import cost
 from ai_service.providers.base import Usage
+from tests.conftest import UPSTREAM_KEY
+from tests.fakes.anthropic_messages import FakeAnthropic
 from tests.fakes.openai_flavours import FakeOpenAI
 from tests.support.gateway import Gateway
 
@@ -28,6 +32,7 @@ NODE_MODULES = Path(
     os.environ.get("AI_SERVICE_TEST_NODE_MODULES", ROOT / ".venv/node/node_modules")
 )
 MODEL = "gpt-5.4-mini"
+CLAUDE = "claude-3-5-sonnet-20241022"
 
 VERCEL = """
 import { createOpenAI } from "@ai-sdk/openai";
@@ -60,7 +65,12 @@ console.log(JSON.stringify({ text }));
 
 
 def run_node(
-    code: str, packages: tuple[str, ...], gateway: Gateway, tmp_path: Path
+    code: str,
+    packages: tuple[str, ...],
+    gateway: Gateway,
+    tmp_path: Path,
+    path: str = "openai",
+    model: str = MODEL,
 ) -> list[dict[str, Any]]:
     node = shutil.which("node")
     missing = [p for p in packages if not (NODE_MODULES / p).is_dir()]
@@ -70,9 +80,9 @@ def run_node(
         )
     (tmp_path / "node_modules").symlink_to(NODE_MODULES)
     script = tmp_path / "client.mjs"
-    script.write_text(code.replace("MODEL", MODEL))
+    script.write_text(code.replace("MODEL", model))
     key = gateway.create_user("alice", "10")
-    env = {"PATH": os.environ["PATH"], "BASE": f"{gateway.url}/ai/openai", "KEY": key}
+    env = {"PATH": os.environ["PATH"], "BASE": f"{gateway.url}/ai/{path}", "KEY": key}
     result = subprocess.run(
         [node, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
         check=False,
@@ -132,3 +142,40 @@ def test_langchain_with_the_responses_api(gateway: Gateway, openai_upstream: Fak
     streamed = "".join(piece.text for piece in chat.stream("Say hello"))
     assert streamed == "Hello from openai!"
     assert_charged(gateway, openai_upstream)
+
+
+@pytest.fixture
+def claude(gateway_factory: Callable[..., Gateway]) -> Iterator[tuple[Gateway, FakeAnthropic]]:
+    with FakeAnthropic(api_key=UPSTREAM_KEY) as fake:
+        yield (
+            gateway_factory(anthropic_api_key=UPSTREAM_KEY, anthropic_base_url=fake.base_url),
+            fake,
+        )
+
+
+@pytest.mark.parametrize(
+    ("code", "packages"),
+    [(VERCEL, ("ai", "@ai-sdk/openai")), (AGENTS, ("openai", "@openai/agents"))],
+    ids=["vercel-ai-sdk", "openai-agents"],
+)
+def test_the_node_clients_on_a_translated_path(
+    claude: tuple[Gateway, FakeAnthropic], tmp_path: Path, code: str, packages: tuple[str, ...]
+) -> None:
+    gateway, fake = claude
+    answers = run_node(code, packages, gateway, tmp_path, "claude", CLAUDE)
+    assert [a["text"] for a in answers] == ["Hello from anthropic!", "Hello from anthropic!"]
+    assert {(r.method, r.path) for r in fake.requests} == {("POST", "/v1/messages")}
+    price = gateway.state.catalog.current.resolve("claude", CLAUDE).price
+    rows = sorted(gateway.requests(), key=lambda r: r.stream)
+    assert [(r.surface, r.status, r.stream) for r in rows] == [
+        ("responses", "ok", False),
+        ("responses", "ok", True),
+    ]
+    for row in rows:
+        usage = Usage(input_tokens=row.prompt_tokens, output_tokens=row.completion_tokens)
+        assert row.cost == cost(usage, price) > 0
+        assert row.usage_estimated is False
+    for answer, row in zip(answers, rows, strict=True):
+        if "usage" in answer:
+            reported = (answer["usage"]["inputTokens"], answer["usage"]["outputTokens"])
+            assert reported == (row.prompt_tokens, row.completion_tokens)

@@ -206,12 +206,13 @@ class Writer(Protocol):
     """How a surface writes a stream's upstream events for its client.
 
     `write` tallies a batch of events and returns their frames (b"" for
-    none); `tail` is sent after the stream settled (chat's `[DONE]`, the
-    Responses API's final event); `error` is the last frame of a stream that
-    failed after it began.
+    none); `tail`, read once the upstream ended, is sent after the stream
+    settled (chat's `[DONE]`, the Responses API's final event); `error` is the
+    last frame of a stream that failed after it began.
     """
 
-    tail: bytes
+    @property
+    def tail(self) -> bytes: ...
 
     def write(self, events: list[StreamEvent], tally: Tally) -> bytes: ...
 
@@ -342,11 +343,8 @@ async def _settle_stream(
         tally.fill(tally)
     resolved = call.resolved
     assert resolved is not None
-    usage = tally.usage
-    estimated = False
-    if usage is None:
-        usage, estimated = _usage_without_report(call, tally)
-        estimated = estimated and status != "error"
+    usage, estimated = stream_usage(call, tally)
+    estimated = estimated and status != "error"
     priced = call.priced(ledger.Settlement(status=status, http_status=http_status), usage)
     charge = priced.cost
     summary = orjson.dumps(
@@ -371,8 +369,11 @@ async def _settle_stream(
     )
 
 
-def _usage_without_report(call: Call, tally: Tally) -> tuple[Usage, bool]:
-    """The usage of a stream that ended before its final usage, and whether it is estimated."""
+def stream_usage(call: Call, tally: Tally) -> tuple[Usage, bool]:
+    """The usage a stream is charged, and whether it is estimated: the provider's final
+    usage, else (a stream that ended before it) its early usage and the output delivered."""
+    if tally.usage is not None:
+        return tally.usage, False
     output = call.output_tokens(tally.output_text())
     early = tally.early
     if early is None:

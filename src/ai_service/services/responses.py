@@ -1,6 +1,11 @@
 """The Responses API: the responses surface of the request pipeline (`pipeline`).
 
-Served on the OpenAI path, passed to OpenAI's Responses API. The body is
+On the paths of providers whose upstream speaks it (OpenAI's), it is passed
+to that Responses API; on the others it is translated to and from the
+provider's chat API (`translate.responses`) and sent, reserved and billed as
+a chat completion is (`chat.through_chat`), fallbacks included.
+
+Passed through: The body is
 checked where the gateway relies on it (`model`, `input`, `max_output_tokens`,
 `stream`), reserved like a chat request (the sent body's bytes bound the
 prompt, images by their formula; the output limit is the client's
@@ -20,8 +25,14 @@ from __future__ import annotations
 import orjson
 
 from ai_service.errors import InvalidRequestError, ServiceError
-from ai_service.providers import paths_serving
-from ai_service.providers.base import Adapter, JsonObject, StreamEvent, UpstreamRequest
+from ai_service.providers import REGISTRY
+from ai_service.providers.base import (
+    Adapter,
+    ChatResult,
+    JsonObject,
+    StreamEvent,
+    UpstreamRequest,
+)
 from ai_service.providers.openai_compat import OpenAICompatAdapter
 from ai_service.providers.openai_responses import (
     FINAL,
@@ -32,26 +43,22 @@ from ai_service.providers.openai_responses import (
     response_usage,
     retrieve_request,
 )
-from ai_service.schemas import parse_body, validate_model, validate_stream
+from ai_service.schemas import parse_body, validate_chat, validate_model, validate_stream
 from ai_service.services import pipeline, respond, response_owners
 from ai_service.services.answers import Answer, Result
 from ai_service.services.call import Arrival, Call, refuse
+from ai_service.services.chat import through_chat
+from ai_service.services.idempotency import Replay
 from ai_service.services.respond import Tally
 from ai_service.services.routing import Build, Target, chain_for, plan_chain
 from ai_service.state import AppState
+from ai_service.translate import responses as translate
 from ai_service.upstream import UpstreamStream
 
 MIN_OUTPUT_TOKENS = 16  # OpenAI's least `max_output_tokens`
 
 
-def not_served(path: str, provider: str) -> InvalidRequestError:
-    """The error of the Responses API on a path whose provider does not serve it."""
-    return InvalidRequestError(
-        f"/ai/{path}/responses is not served: the Responses API is served on the OpenAI "
-        f"path only ({paths_serving('responses')}); the {provider} provider takes Chat "
-        f"Completions at /ai/{path}/chat/completions.",
-        code="unsupported_endpoint",
-    )
+SURFACE = "responses"  # the request log's and the metrics' name of this API surface
 
 
 def validate_responses(body: JsonObject) -> tuple[str, bool, int | None]:
@@ -142,7 +149,9 @@ def openai_request(body: JsonObject) -> Build:
 
 async def responses(arrival: Arrival) -> Result:
     """Serve one Responses API request. Raises `ServiceError` before any byte is sent."""
-    call = arrival.call("responses")
+    if not REGISTRY[arrival.provider].speaks(SURFACE):
+        return await translated(arrival)
+    call = arrival.call(SURFACE)
     state, principal, provider, raw = (
         arrival.state,
         arrival.principal,
@@ -219,6 +228,100 @@ async def answer(call: Call, data: JsonObject, headers: dict[str, str]) -> Answe
     return await respond.charge_answer(call, data, usage, estimated, latency, headers)
 
 
+async def translated(arrival: Arrival) -> Result:
+    """Serve a Responses API request through the provider's chat API."""
+    call = arrival.call(SURFACE)
+    provider = arrival.provider
+    try:
+        body = parse_body(arrival.raw)
+        requested, call.stream, client_limit = validate_responses(body)
+        chat_body = translate.to_chat(body, provider)
+        validate_chat(chat_body, arrival.state.settings.max_messages)
+    except InvalidRequestError as exc:
+        raise await refuse(call, exc) from None
+    sent = await through_chat(
+        call, arrival, chat_body, requested, client_limit, f"{provider}/{SURFACE}"
+    )
+    if isinstance(sent, Replay):
+        return respond.replay(sent)
+    target, result = sent
+    headers = {"X-Served-Model": target.resolved.model}
+    if isinstance(result, ChatResult):
+        latency = call.elapsed_ms()
+        usage, estimated = result.usage, False
+        if usage is None:
+            generated = orjson.dumps(result.completion.get("choices")).decode()
+            usage, estimated = call.estimated_usage(call.output_tokens(generated)), True
+        data = translate.response_object(body, target.resolved.model, result.completion, usage)
+        return await respond.charge_answer(call, data, usage, estimated, latency, headers)
+    return respond.relay(call, result, TranslatedFrames(call, body), headers)
+
+
+class TranslatedFrames:
+    """The Responses API's frames of a chat stream (`translate.responses.EventStream`):
+    the final event, with the usage charged and its cost, is the tail."""
+
+    __slots__ = ("call", "events", "sequence", "tally")
+
+    def __init__(self, call: Call, body: JsonObject) -> None:
+        resolved = call.resolved
+        assert resolved is not None
+        self.call = call
+        self.events = translate.EventStream(translate.skeleton(body, resolved.model))
+        self.sequence = 0
+        self.tally: Tally | None = None
+
+    def _frames(self, events: list[JsonObject]) -> list[bytes]:
+        out: list[bytes] = []
+        for event in events:
+            event["sequence_number"] = self.sequence
+            self.sequence += 1
+            out += (b"event: ", event["type"].encode(), b"\ndata: ", orjson.dumps(event), b"\n\n")
+        return out
+
+    def write(self, events: list[StreamEvent], tally: Tally) -> bytes:
+        out: list[bytes] = []
+        if self.tally is None:
+            self.tally = tally
+            out += self._frames(self.events.opening())
+        for ev in events:
+            tally.add(ev)
+            if ev.chunk is not None:
+                out += self._frames(self.events.feed(ev.chunk))
+        return b"".join(out)
+
+    @property
+    def tail(self) -> bytes:
+        """The items' `.done` events and `response.completed`, with the usage charged."""
+        tally = self.tally
+        if tally is None:  # the upstream ended before any event: still a whole stream
+            self.tally = tally = Tally(False, 0)
+            opening = self._frames(self.events.opening())
+        else:
+            opening = []
+        usage, _estimated = respond.stream_usage(self.call, tally)
+        events = self.events.closing(usage)
+        final = events[-1]["response"]
+        final["usage"]["cost"] = self.call.cost_fields(usage)[0]
+        return b"".join([*opening, *self._frames(events)])
+
+    def error(self, exc: ServiceError) -> bytes:
+        return error_event(exc, self.sequence)
+
+
+def error_event(exc: ServiceError, sequence: int) -> bytes:
+    """OpenAI's in-stream `error` event."""
+    inner = exc.body()["error"]
+    data = {
+        "type": "error",
+        "code": inner.get("code") or inner.get("type"),
+        "message": inner.get("message"),
+        "param": inner.get("param"),
+        "sequence_number": sequence,
+    }
+    return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
 class ResponsesFrames:
     """The Responses API's frames: the upstream's events as they came, apart from the
     `response` object's `model` (the served model) and the final event's `usage.cost`.
@@ -277,13 +380,4 @@ class ResponsesFrames:
         return head + b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def error(self, exc: ServiceError) -> bytes:
-        """OpenAI's in-stream `error` event."""
-        inner = exc.body()["error"]
-        data = {
-            "type": "error",
-            "code": inner.get("code") or inner.get("type"),
-            "message": inner.get("message"),
-            "param": inner.get("param"),
-            "sequence_number": self.sequence,
-        }
-        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+        return error_event(exc, self.sequence)

@@ -1,6 +1,6 @@
 """POST /ai/{provider}/responses and GET /ai/{provider}/responses/{id} (and /ai/v1/...):
-OpenAI's Responses API, on the providers that serve it; the other paths answer 400
-naming where it is served."""
+OpenAI's Responses API on every provider path (translated through chat where the
+provider does not speak it); a response is retrieved where the upstream stores it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ai_service.providers.openai_compat import OpenAICompatAdapter
 from ai_service.providers.openai_responses import retrieve_request
 from ai_service.services import response_owners
 from ai_service.services.answers import Answer
-from ai_service.services.responses import not_served, responses
+from ai_service.services.responses import SURFACE, responses
 
 router = APIRouter()
 
@@ -27,10 +27,8 @@ router = APIRouter()
     response_model=None,
 )
 async def create_response(provider: str, request: Request) -> Response:
-    target = provider_of(provider)
-    if not REGISTRY[target].speaks("responses"):
-        raise not_served(provider, target)
-    return render(await responses(await intake(request, provider, "responses")))
+    provider_of(provider)
+    return render(await responses(await intake(request, provider, SURFACE)))
 
 
 @router.get(
@@ -40,9 +38,12 @@ async def create_response(provider: str, request: Request) -> Response:
 )
 async def retrieve_response(provider: str, response_id: str, request: Request) -> Response:
     target = provider_of(provider)
-    if not REGISTRY[target].speaks("responses"):
-        raise not_served(provider, target)
     taken = await intake(request, provider)
+    if not REGISTRY[target].speaks(SURFACE):
+        raise NotFoundError(
+            f"Response with id '{response_id[:80]}' not found: responses on the {provider} "
+            "path are not stored (its provider answers through its chat API)."
+        )
     adapter = taken.state.adapters.get(target)
     if not isinstance(adapter, OpenAICompatAdapter):
         variable = REGISTRY[target].key_variable
