@@ -4,11 +4,13 @@ Raw asyncio + httptools on uvloop, so that the generator itself costs a few
 microseconds per request. It warms up, then measures a bounded window:
 requests that complete inside the window give the throughput and the latency
 percentiles (for streams also the time to the first content token, the first
-event whose `content` is not empty). Every non-200 answer, error event, cut
-connection, timeout, and stream that did not end with `data: [DONE]` is a
-failure, counted over the whole run. At the window's edges it reads the CPU
-time of the watched processes (a server's process tree; processes whose
-PostgreSQL backends of a database) and of each CPU.
+event whose text is not empty). The URL's path names the API: Chat Completions,
+OpenAI's Responses API (`.../responses`) or Anthropic's Messages API
+(`.../messages`). Every non-200 answer, error event, cut connection, timeout,
+and stream that did not end with its API's last event (`data: [DONE]`,
+`response.completed`, `message_stop`) is a failure, counted over the whole run.
+At the window's edges it reads the CPU time of the watched processes (a
+server's process tree; the PostgreSQL backends of a database) and of each CPU.
 
     python -m bench.loadgen --url http://127.0.0.1:8080/ai/openai/chat/completions \
         --body-file body.json --header "X-API-Key: ..." -c 64 --warmup 2 --duration 10
@@ -37,6 +39,35 @@ DONE_TAIL = b"data: [DONE]\n\n"
 ERROR_EVENT = b'data: {"error"'
 
 
+@dataclass(frozen=True, slots=True)
+class Api:
+    """How one API's answers look: what the load generator checks."""
+
+    token: re.Pattern[bytes]  # a stream's first content token
+    error: bytes  # an in-stream error event
+    last: bytes | None  # the first line of a stream's last event (None: `data: [DONE]`)
+    body: bytes  # what a non-streamed answer holds
+
+
+CHAT = Api(CONTENT, ERROR_EVENT, None, b'"choices"')
+APIS = {
+    "/responses": Api(
+        re.compile(rb'"delta":"[^"]'),
+        b"event: error\n",
+        b"event: response.completed\n",
+        b'"output"',
+    ),
+    "/messages": Api(
+        re.compile(rb'"text":"[^"]'), b"event: error\n", b"event: message_stop\n", b'"content"'
+    ),
+}
+
+
+def api_of(path: str) -> Api:
+    """The API a URL path speaks: Chat Completions unless it ends in one of `APIS`."""
+    return next((api for end, api in APIS.items() if path.endswith(end)), CHAT)
+
+
 @dataclass
 class Outcome:
     ok: bool
@@ -47,8 +78,9 @@ class Outcome:
 class Conn(asyncio.Protocol):
     """One client connection; `request()` returns the outcome of one exchange."""
 
-    def __init__(self, stream: bool) -> None:
+    def __init__(self, stream: bool, api: Api = CHAT) -> None:
         self.stream = stream
+        self.api = api
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.future: asyncio.Future[Outcome] | None = None
@@ -92,6 +124,13 @@ class Conn(asyncio.Protocol):
         if future is not None and not future.done():
             future.set_result(outcome)
 
+    def whole(self) -> bool:
+        """Whether the stream ended with its API's last event, complete."""
+        last = self.api.last
+        if last is None:
+            return self.tail.endswith(DONE_TAIL)
+        return self.tail.startswith(last) and self.tail.endswith(b"\n\n")
+
     # httptools callbacks
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -100,11 +139,17 @@ class Conn(asyncio.Protocol):
         if not self.stream:
             self.body.append(body)
             return
-        if self.ttft is None and CONTENT.search(body):
+        api = self.api
+        if self.ttft is None and api.token.search(body):
             self.ttft = time.perf_counter() - self.started
-        if ERROR_EVENT in body:
+        if api.error in body:
             self.error_event = True
-        self.tail = (self.tail + body)[-64:]
+        if api.last is None:
+            self.tail = (self.tail + body)[-64:]
+        else:  # the bytes from the start of the last event on (it may span pieces)
+            data = self.tail + body
+            cut = data.rfind(b"\n\n", 0, len(data) - 1)
+            self.tail = data[cut + 2 :] if cut >= 0 else data
 
     def on_message_complete(self) -> None:
         if not self.parser.should_keep_alive():
@@ -114,11 +159,11 @@ class Conn(asyncio.Protocol):
         elif self.stream:
             if self.error_event:
                 outcome = Outcome(False, "error_event")
-            elif not self.tail.endswith(DONE_TAIL):
+            elif not self.whole():
                 outcome = Outcome(False, "truncated")
             else:
                 outcome = Outcome(True, ttft=self.ttft)
-        elif b'"choices"' not in b"".join(self.body):
+        elif self.api.body not in b"".join(self.body):
             outcome = Outcome(False, "bad_body")
         else:
             outcome = Outcome(True)
@@ -155,6 +200,7 @@ class Run:
     port: int
     payload: bytes
     stream: bool
+    api: Api
     concurrency: int
     warmup: float
     duration: float
@@ -179,7 +225,9 @@ class Run:
 
     async def connect(self) -> Conn:
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: Conn(self.stream), self.host, self.port)
+        _, conn = await loop.create_connection(
+            lambda: Conn(self.stream, self.api), self.host, self.port
+        )
         self.conns.append(conn)
         return conn
 
@@ -300,7 +348,7 @@ def percentiles(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def build_request(url: str, body: bytes, headers: list[str]) -> tuple[str, int, bytes]:
+def build_request(url: str, body: bytes, headers: list[str]) -> tuple[str, int, bytes, Api]:
     parts = urlsplit(url)
     if parts.hostname != "127.0.0.1" or parts.port is None:
         raise SystemExit("loopback only: the URL must be http://127.0.0.1:PORT/...")
@@ -313,7 +361,7 @@ def build_request(url: str, body: bytes, headers: list[str]) -> tuple[str, int, 
         *headers,
     ]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    return "127.0.0.1", parts.port, head + body
+    return "127.0.0.1", parts.port, head + body, api_of(parts.path)
 
 
 def main() -> None:
@@ -330,12 +378,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     body = args.body_file.read_bytes()
-    host, port, payload = build_request(args.url, body, args.header)
+    host, port, payload, api = build_request(args.url, body, args.header)
     run = Run(
         host=host,
         port=port,
         payload=payload,
         stream=orjson.loads(body).get("stream") is True,
+        api=api,
         concurrency=args.concurrency,
         warmup=args.warmup,
         duration=min(args.duration, 300.0),

@@ -2,9 +2,11 @@
 
 Per scenario and target: requests per second, latency p50/p99, latency added
 over `direct` (the fake upstream called without a proxy), the server's CPU
-milliseconds per request (its process tree, workers included), the CPU of its
-PostgreSQL backends per request, and failures. Streams add the time to the
-first content token (TTFT) and the TTFT added over direct.
+milliseconds per request (its process tree, workers included) and its ratio to
+the bare proxy's, the CPU of its PostgreSQL backends per request, and failures.
+Streams add the time to the first content token (TTFT) and the TTFT added over
+direct. With a baseline revision's rows, each gateway row is compared with its
+baseline row.
 """
 
 from __future__ import annotations
@@ -189,7 +191,8 @@ def table(results: dict[str, dict[str, Any]], titles: dict[str, str]) -> str:
         head = f"  {'target':<26}{'rps':>7}{'p50':>9}{'p99':>9}{'+p50':>9}{'+p99':>9}"
         if stream:
             head += f"{'ttft50':>8}{'+ttft50':>9}{'+ttft99':>9}"
-        head += f"{'CPU/req':>9}{'DB/req':>8}{'core%':>6}{'other%':>7}{'vs dir':>8}{'fail':>5}"
+        head += f"{'CPU/req':>9}{'xbare':>7}{'DB/req':>8}{'core%':>6}{'other%':>7}"
+        head += f"{'vs dir':>8}{'fail':>5}"
         lines.append(head)
         for target, row in rows.items():
             lat = row["latency_ms"] or {}
@@ -208,8 +211,10 @@ def table(results: dict[str, dict[str, Any]], titles: dict[str, str]) -> str:
                 )
             ratio = row.get("throughput_vs_direct")
             others = row.get("others_on_server_core_pct")
+            bare = _cpu_ratio(results, scenario, target) if target not in (DIRECT, BARE) else None
             line += (
                 f"{_num(row['cpu_ms_per_request'], 3):>9}"
+                f"{_num(bare):>7}"
                 f"{_num(row['db_cpu_ms_per_request'], 3):>8}"
                 f"{row['server_core_busy_pct']:>6.0f}"
                 f"{'-' if others is None else f'{others:.0f}':>7}"
@@ -223,11 +228,85 @@ def table(results: dict[str, dict[str, Any]], titles: dict[str, str]) -> str:
         "+p50/+p99: added over direct, ms;",
         "ttft50: ms to the first content token; +ttft50/+ttft99: added over direct; "
         "CPU/req: the server's process tree,",
-        "CPU ms per request; DB/req: its PostgreSQL backends' CPU ms per request; "
-        "core%: the server's CPU time / wall time;",
-        "other%: other processes' share of the server's core; vs dir: throughput / direct's; "
-        "fail: failed or truncated.",
+        "CPU ms per request; xbare: CPU/req over the bare proxy's; "
+        "DB/req: its PostgreSQL backends' CPU ms per request;",
+        "core%: the server's CPU time / wall time; "
+        "other%: other processes' share of the server's core;",
+        "vs dir: throughput / direct's; fail: failed or truncated.",
     ]
+    return "\n".join(lines)
+
+
+def cpu_vs_bare(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Every gateway row's CPU per request over the bare proxy's: {scenario: {target: x}}."""
+    out: dict[str, dict[str, float]] = {}
+    for scenario, rows in results.items():
+        for target in rows:
+            ratio = _cpu_ratio(results, scenario, target) if target not in (DIRECT, BARE) else None
+            if ratio is not None:
+                out.setdefault(scenario, {})[target] = round(ratio, 3)
+    return out
+
+
+def streams_text(results: dict[str, dict[str, Any]]) -> str | None:
+    """CPU per stream over the bare proxy's, one line per gateway, one column per stream."""
+    ratios = cpu_vs_bare(results)
+    streams = [
+        key
+        for key, rows in results.items()
+        if key in ratios and any(r["ttft_ms"] for r in rows.values())
+    ]
+    if not streams:
+        return None
+    targets = list(dict.fromkeys(t for key in streams for t in ratios[key]))
+    width = max(len(key) for key in streams) + 2
+    lines = [
+        "CPU per stream over the bare proxy's:",
+        f"  {'target':<30}" + "".join(f"{key:>{width}}" for key in streams),
+    ]
+    for target in targets:
+        cells = "".join(f"{_num(ratios[key].get(target)):>{width}}" for key in streams)
+        lines.append(f"  {target:<30}{cells}")
+    return "\n".join(lines)
+
+
+def paired(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Each gateway row against its baseline row (`<label> @<commit>`), per scenario: the
+    change of CPU per request and of throughput, in percent."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for scenario, rows in results.items():
+        for before_label, before in rows.items():
+            label, at, _ = before_label.partition(" @")
+            after = rows.get(label)
+            if not at or after is None:
+                continue
+            out.setdefault(scenario, {})[label] = {
+                "cpu_per_request_pct": _change(after, before, "cpu_ms_per_request"),
+                "rps_pct": _change(after, before, "rps"),
+            }
+    return out
+
+
+def _change(new: dict[str, Any], old: dict[str, Any], key: str) -> float | None:
+    """`new[key]` over `old[key]`, as a change in percent."""
+    if not new.get(key) or not old.get(key):
+        return None
+    return round((float(new[key]) / float(old[key]) - 1) * 100, 1)
+
+
+def paired_text(results: dict[str, dict[str, Any]]) -> str | None:
+    """`paired` as lines: `scenario  target  CPU/req +x%  rps +y%`."""
+    pairs = paired(results)
+    if not pairs:
+        return None
+    lines = ["Against the baseline (this revision / the baseline's, same run):"]
+    for scenario, by in pairs.items():
+        for target, change in by.items():
+            cpu, rps = change["cpu_per_request_pct"], change["rps_pct"]
+            lines.append(
+                f"  {scenario:<18}{target:<22}CPU/req {_num(cpu, 1, signed=True):>6}%"
+                f"  rps {_num(rps, 1, signed=True):>6}%"
+            )
     return "\n".join(lines)
 
 

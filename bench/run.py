@@ -71,7 +71,7 @@ class Bench:
         out = self.tmp / "load.json"
         out.unlink(missing_ok=True)
         args = [
-            "--url", target.url,
+            "--url", target.url(scenario.api),
             "--body-file", str(body),
             "-c", str(scenario.concurrency),
             "--warmup", str(timing.warmup),
@@ -83,7 +83,7 @@ class Bench:
             args += ["--watch", f"server={target.pid}"]
         if target.database is not None:
             args += ["--watch", f"db=pg:{target.database}"]
-        for header in target.headers:
+        for header in [*target.headers, *scenario.headers()]:
             args += ["--header", header]
         before = targets.pg_stats(target.database) if target.database else None
         proc = procs.spawn(
@@ -257,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(TARGET_KEYS)
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
-    scenarios = [s for s in SCENARIOS if s.key in args.scenarios.split(",")]
+    keys = [k for k in args.scenarios.split(",") if k]
+    unknown = set(keys) - {s.key for s in SCENARIOS}
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    scenarios = [s for s in SCENARIOS if s.key in keys]
     if {"pg", "pg-workers"} & set(chosen) and targets.pg_version() is None:
         print("warning: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL rows are skipped")
         chosen = [k for k in chosen if k not in ("pg", "pg-workers")]
@@ -278,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(report.table(results, {s.key: s.title for s in scenarios}))
+    for text in (report.streams_text(results), report.paired_text(results)):
+        if text is not None:
+            print()
+            print(text)
     evaluated = {}
     for label in (report.PG, report.SQLITE):
         if any(label in rows for rows in results.values()):
@@ -290,11 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         "timing": {"warmup_s": timing.warmup, "duration_s": timing.duration,
                    "rounds": timing.rounds},
         "fake_upstream": {"chunks": CHUNKS, "chunk_interval_ms": CHUNK_INTERVAL_MS},
-        "scenarios": {s.key: {"title": s.title, "concurrency": s.concurrency,
+        "scenarios": {s.key: {"title": s.title, "api": s.api, "concurrency": s.concurrency,
                               "stream": s.stream, "upstream_delay_ms": s.delay_ms}
                       for s in scenarios},
         "machine": info,
         "results": results,
+        "cpu_vs_bare": report.cpu_vs_bare(results),
+        "paired": report.paired(results),
         "goals": evaluated,
         "raw": raw,
         "elapsed_s": round(time.monotonic() - started, 1),

@@ -9,6 +9,14 @@ import orjson
 CHUNKS = 24  # content chunks of every streamed answer (and words of every answer)
 CHUNK_INTERVAL_MS = 2.0  # pause between two stream events of the fake upstream
 MODEL = "gpt-5.4-mini"
+CLAUDE_MODEL = "claude-haiku-4-5-20251001"  # priced by genai-prices, as MODEL
+# the APIs: (path of the fake upstream, path of the gateway)
+APIS = {
+    "chat": ("/v1/chat/completions", "/ai/openai/chat/completions"),
+    "responses": ("/v1/responses", "/ai/openai/responses"),
+    "messages": ("/v1/messages", "/ai/claude/v1/messages"),
+}
+ANTHROPIC_VERSION = "anthropic-version: 2023-06-01"
 
 MESSAGES = [
     {
@@ -30,13 +38,38 @@ class Scenario:
     concurrency: int
     delay_ms: float = 0.0
     workers_row: bool = False  # also run against the --workers N gateway
+    api: str = "chat"  # of APIS
 
     def body(self) -> bytes:
-        body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 256}
+        """The request: the same conversation and output limit in every API's shape."""
+        if self.api == "chat":
+            body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 256}
+            if self.stream:
+                body["stream"] = True
+                body["stream_options"] = {"include_usage": True}
+            return orjson.dumps(body)
+        system, *turns = MESSAGES
+        if self.api == "responses":
+            body = {
+                "model": MODEL,
+                "instructions": system["content"],
+                "input": turns,
+                "max_output_tokens": 256,
+            }
+        else:
+            body = {
+                "model": CLAUDE_MODEL,
+                "system": system["content"],
+                "messages": turns,
+                "max_tokens": 256,
+            }
         if self.stream:
             body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
         return orjson.dumps(body)
+
+    def headers(self) -> list[str]:
+        """Headers the API asks for beyond the key."""
+        return [ANTHROPIC_VERSION] if self.api == "messages" else []
 
 
 SCENARIOS = [
@@ -53,6 +86,34 @@ SCENARIOS = [
     Scenario("sse-c1", f"stream of {CHUNKS} chunks, 1 concurrent stream", True, 1),
     Scenario(
         "sse-c64", f"stream of {CHUNKS} chunks, 64 concurrent streams", True, 64, workers_row=True
+    ),
+    Scenario(
+        "resp-sse-c1",
+        f"Responses API stream of {CHUNKS} text deltas, 1 concurrent stream",
+        True,
+        1,
+        api="responses",
+    ),
+    Scenario(
+        "resp-sse-c64",
+        f"Responses API stream of {CHUNKS} text deltas, 64 concurrent streams",
+        True,
+        64,
+        api="responses",
+    ),
+    Scenario(
+        "msg-sse-c1",
+        f"Messages API stream of {CHUNKS} text deltas, 1 concurrent stream",
+        True,
+        1,
+        api="messages",
+    ),
+    Scenario(
+        "msg-sse-c64",
+        f"Messages API stream of {CHUNKS} text deltas, 64 concurrent streams",
+        True,
+        64,
+        api="messages",
     ),
 ]
 

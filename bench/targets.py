@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
+from bench.scenarios import APIS
 
 UPSTREAM_KEY = "sk-bench-upstream"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -34,10 +35,16 @@ class Target:
     """Where the load generator sends requests, and whose CPU time it reads."""
 
     name: str
-    url: str
+    origin: str
+    gateway: bool  # ai-service's paths (else the upstream's, as direct and the bare proxy)
     headers: list[str] = field(default_factory=list)
     pid: int | None = None  # the server's process (tree) to measure
     database: str | None = None  # PostgreSQL database whose backends to measure
+
+    def url(self, api: str) -> str:
+        """The URL of one API (of `scenarios.APIS`)."""
+        upstream, gateway = APIS[api]
+        return self.origin + (gateway if self.gateway else upstream)
 
 
 @dataclass
@@ -76,7 +83,8 @@ def fake_upstream(core: int | None, logs: Path) -> Iterator[Upstream]:
 def direct(upstream: Upstream) -> Iterator[Target]:
     yield Target(
         "direct",
-        upstream.origin + "/v1/chat/completions",
+        upstream.origin,
+        False,
         [f"Authorization: Bearer {UPSTREAM_KEY}"],
         pid=upstream.proc.pid,
     )
@@ -95,7 +103,8 @@ def bare_proxy(upstream: Upstream, core: int | None, logs: Path) -> Iterator[Tar
         procs.wait_http(f"http://127.0.0.1:{port}/healthz", proc, log=log)
         yield Target(
             "bare proxy",
-            f"http://127.0.0.1:{port}/v1/chat/completions",
+            f"http://127.0.0.1:{port}",
+            False,
             [f"Authorization: Bearer {UPSTREAM_KEY}"],
             pid=proc.pid,
         )
@@ -118,6 +127,8 @@ def gateway_env(database_url: str, upstream: Upstream, src: Path | None) -> dict
         AI_SERVICE_LOG_LEVEL="warning",
         OPENAI_API_KEY=UPSTREAM_KEY,
         OPENAI_BASE_URL=upstream.origin + "/v1",
+        ANTHROPIC_API_KEY=UPSTREAM_KEY,
+        ANTHROPIC_BASE_URL=upstream.origin,
     )
     # BENCH_GATEWAY_<NAME>=value sets <NAME> for the gateways (e.g. a setting to compare)
     env.update(
@@ -257,7 +268,8 @@ def ai_service(
             time.sleep(2.0)  # let every worker come up
         yield Target(
             label,
-            f"http://127.0.0.1:{port}/ai/openai/chat/completions",
+            f"http://127.0.0.1:{port}",
+            True,
             [f"X-API-Key: {key}"],
             pid=proc.pid,
             database=pg_name,
