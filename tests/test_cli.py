@@ -182,3 +182,43 @@ def test_db_reconcile_checks_the_books(cli, db_url: str) -> None:
     (found,) = report["discrepancies"]
     assert found["user"] == "hank"
     assert found["cached_balance"] - found["ledger_balance"] == 7
+
+
+def test_budgets_of_users_and_keys(cli) -> None:
+    key = cli("users", "create", "dora", "--balance", "5").stdout.strip().splitlines()[-1]
+    made = orjson.loads(
+        cli(
+            "budgets", "set", "--user", "dora", "--period", "month", "--limit", "20", "--json"
+        ).stdout
+    )
+    assert (made["scope"], made["period"], made["limit_usd"]) == ("user", "month", "20.0")
+    assert made["resets_at"] is not None
+    line = cli(
+        "budgets", "set", "--key", key[:12], "--period", "day", "--rolling", "--limit", "1.5"
+    )
+    assert f"key {key[:12]}" in line.stdout and "rolling day" in line.stdout
+    again = orjson.loads(
+        cli(
+            "budgets", "set", "--user", "dora", "--period", "month", "--limit", "30", "--json"
+        ).stdout
+    )
+    assert again["id"] == made["id"] and again["limit_usd"] == "30.0"  # changed, not added
+    listed = orjson.loads(cli("budgets", "list", "dora", "--json").stdout)
+    assert [(b["scope"], b["nano_usd_used"]) for b in listed] == [("user", 0), ("key", 0)]
+    bad = cli(
+        "budgets",
+        "set",
+        "--user",
+        "dora",
+        "--period",
+        "total",
+        "--rolling",
+        "--limit",
+        "1",
+        ok=False,
+    )
+    assert bad.returncode == 1 and "cannot be rolling" in bad.stderr
+    cli("budgets", "remove", str(made["id"]))
+    assert len(orjson.loads(cli("budgets", "list", "dora", "--json").stdout)) == 1
+    gone = cli("budgets", "remove", str(made["id"]), ok=False)
+    assert gone.returncode == 1 and "No budget" in gone.stderr

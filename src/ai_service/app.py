@@ -24,6 +24,7 @@ from ai_service.api.responses import json_response
 from ai_service.api.routes import (
     account,
     admin,
+    admin_budgets,
     admin_catalog,
     admin_usage,
     chat,
@@ -228,7 +229,15 @@ def create_api(settings: Settings) -> FastAPI:
     for kind in rendered:  # one rendering for all of them: `api.render`
         app.add_exception_handler(kind, service_error)
     # the admin API and dashboard first: `/ai/admin/models` is not a provider's model list
-    admin_routes = (admin, admin_catalog, admin_usage, dashboard, dashboard_users, dashboard_log)
+    admin_routes = (
+        admin,
+        admin_budgets,
+        admin_catalog,
+        admin_usage,
+        dashboard,
+        dashboard_users,
+        dashboard_log,
+    )
     routers = [
         m.router
         for m in (

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ai_service.billing.budgets import Budget
 from ai_service.errors import AuthenticationError
 from ai_service.ratelimit import NO_LIMITS, Limits
-from ai_service.storage.models import ApiKey, ApiUser
+from ai_service.storage.models import ApiBudget, ApiKey, ApiUser
 
 KEY_PREFIX = "ais-"
 VISIBLE_CHARS = 12
@@ -61,6 +62,7 @@ class Principal:
     user_name: str
     key_prefix: str
     limits: Limits = NO_LIMITS
+    budgets: tuple[Budget, ...] = ()  # the key's and its user's, enforced in the reservation
 
 
 class KeyStore:
@@ -139,12 +141,33 @@ class KeyStore:
         )
         async with self._sessions() as session:
             row = (await session.execute(stmt)).first()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            budgets = await load_budgets(session, row[2], row[0])
         return Principal(
             key_id=row[0],
             key_prefix=row[1],
             user_id=row[2],
             user_name=row[3],
             limits=Limits(key_rpm=row[4], key_tpm=row[5], user_rpm=row[6], user_tpm=row[7]),
+            budgets=budgets,
         )
+
+
+async def load_budgets(session: AsyncSession, user_id: int, key_id: int) -> tuple[Budget, ...]:
+    """The budgets a key's requests must stay within: its own and its user's."""
+    rows = await session.execute(
+        select(
+            ApiBudget.id,
+            ApiBudget.key_id,
+            ApiBudget.period,
+            ApiBudget.rolling,
+            ApiBudget.limit_nano,
+        )
+        .where(
+            ApiBudget.user_id == user_id,
+            (ApiBudget.key_id == key_id) | ApiBudget.key_id.is_(None),
+        )
+        .order_by(ApiBudget.id)
+    )
+    return tuple(Budget(*r) for r in rows.all())

@@ -23,7 +23,9 @@ users = typer.Typer(help="Users and their balances.")
 keys = typer.Typer(help="API keys.")
 models = typer.Typer(help="The model catalog and its prices.")
 db = typer.Typer(help="The database: its schema, and a check of the books.")
+budgets = typer.Typer(help="Spend limits per period on users and keys.")
 app.add_typer(users, name="users")
+app.add_typer(budgets, name="budgets")
 app.add_typer(keys, name="keys")
 app.add_typer(models, name="models")
 app.add_typer(db, name="db")
@@ -315,6 +317,59 @@ def keys_list(user: str | None = None, as_json: JsonOpt = False) -> None:
         f"{r['prefix']}  {r['user']:<20} {'revoked' if r['revoked'] else 'active'}" for r in rows
     )
     emit(rows, as_json, text or "no keys")
+
+
+def _budget_line(view: dict[str, Any]) -> str:
+    scope = f"key {view['key_prefix']}" if view["scope"] == "key" else "user"
+    period = ("rolling " if view["rolling"] else "") + view["period"]
+    resets = f", resets {view['resets_at']}" if view["resets_at"] else ""
+    return (
+        f"#{view['id']:<5} {scope:<20} {period:<14} ${view['used_usd']} of "
+        f"${view['limit_usd']} used{resets}"
+    )
+
+
+@budgets.command("list")
+def budgets_list(user: str, as_json: JsonOpt = False) -> None:
+    """A user's budgets and its keys', each with what it used this period."""
+    from ai_service.services import budget_admin
+
+    rows = run(lambda s: budget_admin.budget_views_by_name(s, user))
+    emit(rows, as_json, "\n".join(_budget_line(r) for r in rows) or "no budgets")
+
+
+@budgets.command("set")
+def budgets_set(
+    period: Annotated[str, typer.Option(help="day, week, month or total")],
+    limit: Annotated[str, typer.Option(help="USD per period")],
+    user: Annotated[str | None, typer.Option(help="a user's budget")] = None,
+    key: Annotated[str | None, typer.Option(help="a key's budget, by its prefix")] = None,
+    rolling: Annotated[bool, typer.Option(help="the last 24 h / 7 d / 30 d")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a budget of a user or of a key (setting it again changes its limit)."""
+    from ai_service.billing.money import usd_to_nano
+    from ai_service.services import budget_admin
+
+    nano = _usd(limit, usd_to_nano)
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        budget = await budget_admin.set_budget(
+            session, user_name=user, key_prefix=key, period=period, rolling=rolling, limit=nano
+        )
+        views = await budget_admin.budget_views(session, budget.user_id)
+        return next(v for v in views if v["id"] == budget.id)
+
+    view = run(work)
+    emit(view, as_json, _budget_line(view))
+
+
+@budgets.command("remove")
+def budgets_remove(budget_id: int) -> None:
+    from ai_service.services import budget_admin
+
+    run(lambda s: budget_admin.remove_budget(s, budget_id))
+    typer.echo(f"removed budget #{budget_id}")
 
 
 @models.command("list")

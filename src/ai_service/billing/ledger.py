@@ -46,6 +46,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ai_service.billing.budgets import Budget, Standing
 from ai_service.providers.base import Usage
 from ai_service.storage.models import ApiRequest, ApiRequestData, ApiTransaction, ApiUser
 
@@ -193,15 +194,25 @@ class Settlement:
 
 
 Hook = Callable[[AsyncConnection], Awaitable[None]]
+Budgets = tuple[Budget, ...]  # the budgets a reservation must stay within
 
 
 class Ledger(Protocol):
     """The hot-path ledger operations, one implementation per database."""
 
-    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool: ...
+    async def reserve_open(
+        self, user_id: int, amount: int, row: dict[str, Any], budgets: Budgets = ()
+    ) -> bool:
+        """Reserve `amount` and open the request's `pending` row, if the balance and every
+        one of `budgets` pay for it (atomic); False, and nothing written, otherwise."""
+        ...
 
     async def spendable(self, user_id: int) -> int | None:
         """The balance a reservation may take now; None for a disabled (or removed) user."""
+        ...
+
+    async def standings(self, user_id: int, budgets: Budgets) -> list[Standing]:
+        """What each of `budgets` has used in its current period, and what remains."""
         ...
 
     async def settle(

@@ -5,7 +5,8 @@ atomically in one implicit transaction, sent through a plain asyncpg pool
 (`pgpool`) on prepared statements: one round trip each. Concurrent operations
 share one grouped statement (`batcher`, group commit). The statements are
 generated from the column lists of `ledger` (`OPENING`, `OUTCOME`), and apply
-its rule of collection (`ledger.collect`) in SQL, on the locked balance row.
+its rule of collection (`ledger.collect`) in SQL, on the locked balance row; a
+settlement adds its cost to the key's hour in `api_spend_hourly` (`budgets`).
 A settlement that must run more statements in its transaction (`also`) goes
 through the SQLAlchemy implementation, `sqlledger.settle`.
 """
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai_service.billing.batcher import Batcher
-from ai_service.billing.ledger import OPENING, OUTCOME, Hook, Outcome, Settlement
+from ai_service.billing.ledger import OPENING, OUTCOME, Budgets, Hook, Outcome, Settlement
 from ai_service.billing.pgpool import Connections
 from ai_service.billing.sqlledger import SqlLedger
 
@@ -73,7 +74,13 @@ WITH l AS (
            finished_at = now()
       FROM l
      WHERE q.request_id = $1 AND q.user_id = l.id AND q.status = 'pending'
- RETURNING q.user_id, q.cost - q.uncollected AS charged, q.uncollected
+ RETURNING q.user_id, q.cost - q.uncollected AS charged, q.uncollected, q.key_id,
+           q.created_at, q.cost
+), h AS (
+    INSERT INTO api_spend_hourly AS h (key_id, hour, user_id, spent)
+    SELECT key_id, date_trunc('hour', created_at, 'UTC'), user_id, cost
+      FROM r WHERE cost > 0 AND key_id IS NOT NULL
+        ON CONFLICT (key_id, hour) DO UPDATE SET spent = h.spent + excluded.spent
 ), u AS (
     UPDATE api_users
        SET usd_reserved = usd_reserved - $3::bigint,
@@ -173,7 +180,13 @@ WITH s AS (
       FROM c
      WHERE q.request_id = c.request_id AND q.status = 'pending'
  RETURNING q.request_id, q.user_id, c.reserved, q.cost - q.uncollected AS charged,
-           q.uncollected
+           q.uncollected, q.key_id, q.created_at, q.cost
+), h AS (
+    INSERT INTO api_spend_hourly AS h (key_id, hour, user_id, spent)
+    SELECT key_id, date_trunc('hour', created_at, 'UTC'), min(user_id), sum(cost)::bigint
+      FROM r WHERE cost > 0 AND key_id IS NOT NULL
+     GROUP BY 1, 2
+        ON CONFLICT (key_id, hour) DO UPDATE SET spent = h.spent + excluded.spent
 ), g AS (
     SELECT user_id, sum(reserved)::bigint AS reserved, sum(charged)::bigint AS charged
       FROM r GROUP BY user_id
@@ -244,7 +257,11 @@ class PgLedger(SqlLedger):
         inflight = DURABLE_INFLIGHT if synchronous_commit else ASYNC_INFLIGHT
         return cls(engine, Connections(dsn, size, settings), group, inflight)
 
-    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
+    async def reserve_open(
+        self, user_id: int, amount: int, row: dict[str, Any], budgets: Budgets = ()
+    ) -> bool:
+        if budgets:
+            return await super().reserve_open(user_id, amount, row, budgets)
         return await self._reservations.submit((user_id, amount, row))
 
     async def _reserve_one(self, r: Reservation) -> bool:

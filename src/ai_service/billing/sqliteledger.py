@@ -31,6 +31,7 @@ from ai_service.billing.ledger import (
     NOT_PENDING,
     OPENING,
     OUTCOME,
+    Budgets,
     Hook,
     Outcome,
     Settlement,
@@ -66,6 +67,13 @@ RELEASE = (
 TRANSFER = (
     "INSERT INTO api_transactions (user_id, kind, amount, debit_account, credit_account,"
     " request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# the settled cost, added to the key's hour of the request's start (`budgets`)
+SPEND = (
+    "INSERT INTO api_spend_hourly (key_id, hour, user_id, spent)"
+    " SELECT key_id, substr(created_at, 1, 13) || ':00:00.000000', user_id, cost"
+    " FROM api_requests WHERE request_id = ? AND cost > 0 AND key_id IS NOT NULL"
+    " ON CONFLICT (key_id, hour) DO UPDATE SET spent = spent + excluded.spent"
 )
 PAYLOADS = (
     "INSERT INTO api_request_data (request_id, request_body, response_body, truncated)"
@@ -174,7 +182,11 @@ class SqliteLedger(SqlLedger):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
+    async def reserve_open(
+        self, user_id: int, amount: int, row: dict[str, Any], budgets: Budgets = ()
+    ) -> bool:
+        if budgets:
+            return await super().reserve_open(user_id, amount, row, budgets)
         return bool(await self._transaction(_reserve_open, user_id, amount, row))
 
     async def spendable(self, user_id: int) -> int | None:
@@ -241,6 +253,8 @@ def _settle(
     if done != 1:
         return NOT_PENDING
     conn.execute(RELEASE, (reserved, reserved - charged, user_id))
+    if s.cost > 0:
+        conn.execute(SPEND, (request_id,))
     for transfer in transfers(user_id, charged, uncollected):
         conn.execute(TRANSFER, (user_id, *transfer, request_id, now))
     if s.request_body is not None or s.response_body is not None:

@@ -3,16 +3,21 @@
 The reference implementation of `ledger.Ledger`. The hot paths (`pgledger`,
 `sqliteledger`) use it for a settlement that must run more statements in its
 transaction (`also`: storing an idempotent answer, the lease recovery's
-cleanup); SQLite in memory uses it for everything.
+cleanup) and for the reservations of users with budgets (`budgets`); SQLite
+in memory uses it for everything.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ai_service.billing import budgets
 from ai_service.billing.ledger import (
     KEPT_WHEN_NONE,
     NOT_PENDING,
@@ -20,6 +25,7 @@ from ai_service.billing.ledger import (
     REQUESTS,
     TRANSACTIONS,
     USERS,
+    Budgets,
     Hook,
     Outcome,
     Settlement,
@@ -86,18 +92,24 @@ async def settle(
             for (name, _), value in zip(OUTCOME, s.outcome(), strict=True)
             if value is not None or name not in KEPT_WHEN_NONE
         }
-        done = await conn.execute(
-            update(REQUESTS)
-            .where(
-                REQUESTS.c.request_id == request_id,
-                REQUESTS.c.user_id == user_id,
-                REQUESTS.c.status == "pending",
+        done = (
+            await conn.execute(
+                update(REQUESTS)
+                .where(
+                    REQUESTS.c.request_id == request_id,
+                    REQUESTS.c.user_id == user_id,
+                    REQUESTS.c.status == "pending",
+                )
+                .values(uncollected=uncollected, finished_at=utcnow(), **values)
+                .returning(REQUESTS.c.key_id, REQUESTS.c.created_at)
             )
-            .values(uncollected=uncollected, finished_at=utcnow(), **values)
-        )
-        if done.rowcount != 1:
+        ).first()
+        if done is None:
             await conn.rollback()
             return NOT_PENDING
+        key_id, started = done
+        if s.cost > 0 and key_id is not None:
+            await add_spend(conn, user_id, key_id, started, s.cost)
         await conn.execute(
             update(USERS)
             .where(USERS.c.id == user_id)
@@ -124,15 +136,56 @@ async def settle(
     return Outcome(True, charged, uncollected)
 
 
+async def add_spend(
+    conn: AsyncConnection, user_id: int, key_id: int, started: Any, cost: int
+) -> None:
+    """Add a settled cost to its key's hour (the hour the request started)."""
+    if isinstance(started, str):  # SQLite's text, as the hot path wrote it
+        started = dt.datetime.fromisoformat(started).replace(tzinfo=dt.UTC)
+    elif started.tzinfo is None:
+        started = started.replace(tzinfo=dt.UTC)
+    spend = budgets.SPEND
+    values = {"key_id": key_id, "hour": budgets.hour_of(started), "user_id": user_id, "spent": cost}
+    dialect = conn.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"no upsert for {dialect}")
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(spend).values(**values)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[spend.c.key_id, spend.c.hour],
+            set_={"spent": spend.c.spent + stmt.excluded.spent},
+        )
+    )
+
+
+async def reserve_within(conn: AsyncConnection, user_id: int, amount: int, within: Budgets) -> bool:
+    """Reserve `amount` if the balance and every budget pay for it: the user's balance row
+    is locked first, so the spend read is the one no other reservation changes meanwhile."""
+    await conn.execute(select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
+    now = utcnow()
+    for budget in within:
+        if await budgets.used(conn, budget, user_id, now) + amount > budget.limit:
+            return False
+    return await reserve(conn, user_id, amount)
+
+
 class SqlLedger:
     """Any database, through SQLAlchemy (several statements in one transaction)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def reserve_open(self, user_id: int, amount: int, row: dict[str, Any]) -> bool:
+    async def reserve_open(
+        self, user_id: int, amount: int, row: dict[str, Any], budgets: Budgets = ()
+    ) -> bool:
         async with self.engine.begin() as conn:
-            if not await reserve(conn, user_id, amount):
+            if budgets:
+                reserved = await reserve_within(conn, user_id, amount, budgets)
+            else:
+                reserved = await reserve(conn, user_id, amount)
+            if not reserved:
+                await conn.rollback()
                 return False
             await open_request(conn, {**row, "user_id": user_id, "reserved": amount})
             return True
@@ -140,6 +193,10 @@ class SqlLedger:
     async def spendable(self, user_id: int) -> int | None:
         async with self.engine.connect() as conn:
             return await spendable(conn, user_id)
+
+    async def standings(self, user_id: int, within: Budgets) -> list[budgets.Standing]:
+        async with self.engine.connect() as conn:
+            return await budgets.standings(conn, within, user_id, utcnow())
 
     async def settle(
         self, request_id: str, user_id: int, reserved: int, s: Settlement, also: Hook | None

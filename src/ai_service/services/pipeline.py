@@ -19,7 +19,9 @@ import asyncio
 from typing import TypeVar
 
 from ai_service.billing import ledger
+from ai_service.billing.budgets import Standing, tightest
 from ai_service.billing.catalog import Catalog
+from ai_service.billing.ledger import utcnow
 from ai_service.errors import (
     AuthenticationError,
     InsufficientQuotaError,
@@ -134,12 +136,12 @@ async def reserve(call: Call, plan: Plan) -> None:
     state = call.state
     await admit(call, plan)
     minimum = min(state.settings.min_output_tokens, plan.limit)
-    user_id = call.principal.user_id
+    user_id, budgets = call.principal.user_id, call.principal.budgets
     for _ in range(4):
         amount = plan.worst_case()
         if amount <= MAX_AMOUNT:
             try:
-                reserved = await state.ledger.reserve_open(user_id, amount, call.row())
+                reserved = await state.ledger.reserve_open(user_id, amount, call.row(), budgets)
             except DB_ERRORS:
                 # the reservation may have committed with its reply lost: settle it as
                 # failed (a no-op if no pending row exists), retried until the database answers
@@ -167,9 +169,18 @@ async def reserve(call: Call, plan: Plan) -> None:
                 "This API key's user is disabled; its keys no longer work."
             )
             break
+        limiting = None
+        if budgets:
+            limiting = tightest(await state.ledger.standings(user_id, budgets))
+            if limiting is not None and limiting.remaining < balance:
+                balance = limiting.remaining
+            else:
+                limiting = None
         affordable = plan.affordable(balance)
         if affordable < minimum:
-            error = InsufficientQuotaError(UNAFFORDABLE)
+            error = InsufficientQuotaError(
+                UNAFFORDABLE if limiting is None else over_budget(limiting)
+            )
             break
         plan.limit = min(plan.limit, affordable)
     else:
@@ -178,6 +189,14 @@ async def reserve(call: Call, plan: Plan) -> None:
         state.limiter.settle_tokens(call.principal, call.principal.limits, call.rate_tokens, 0)
     )
     raise await refuse(call, error)
+
+
+def over_budget(standing: Standing) -> str:
+    """The 402 message of a request its budget cannot pay for: which budget, when it resets."""
+    budget = standing.budget
+    return (
+        f"Budget exceeded: this request would go over {budget.describe(standing.used, utcnow())}."
+    )
 
 
 async def admit(call: Call, plan: Plan) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -113,6 +114,14 @@ class ApiRequest(Base):
     __table_args__ = (
         Index("ix_api_requests_user_created", "user_id", "id"),
         Index("ix_api_requests_status_instance", "status", "instance_id"),
+        # the reservations in flight of a user or key, which its budgets count
+        Index(
+            "ix_api_requests_pending",
+            "user_id",
+            "key_id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
@@ -256,3 +265,38 @@ class ApiResponseOwner(Base):
     response_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("api_users.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiBudget(Base):
+    """A spend limit per period on a user (`key_id` NULL) or on one of its keys.
+
+    `period` is `day`, `week`, `month` (calendar periods in UTC, or the last
+    24 hours, 7 days, 30 days when `rolling`) or `total` (a lifetime limit).
+    What was spent is read from `api_spend_hourly` and the pending requests,
+    never reset by a job (`billing.budgets`).
+    """
+
+    __tablename__ = "api_budgets"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("api_users.id"), index=True)
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    period: Mapped[str] = mapped_column(String(16))
+    rolling: Mapped[bool] = mapped_column(Boolean, default=False)
+    limit_nano: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ApiSpendHourly(Base):
+    """What each key's settled requests cost, per hour (UTC) of their start: the ledger's
+    spend, summed by the settlement that charges it, for budgets' periods."""
+
+    __tablename__ = "api_spend_hourly"
+    __table_args__ = (Index("ix_api_spend_hourly_user_hour", "user_id", "hour"),)
+
+    key_id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInt)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)

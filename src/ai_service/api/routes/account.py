@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from ai_service.api.deps import PrincipalDep, Since, StateDep, Until
 from ai_service.api.responses import json_response
-from ai_service.services import usage
+from ai_service.services import budget_admin, usage
 
 router = APIRouter(tags=["account"])
 
@@ -22,11 +22,15 @@ router = APIRouter(tags=["account"])
 @router.get(
     "/ai/account",
     summary="The caller's balance, spend and request counts (today, this month, total), "
-    "and totals per model",
+    "totals per model, and the budgets its requests must stay within",
 )
 async def get_account(state: StateDep, principal: PrincipalDep) -> Response:
     async with state.sessions() as session:
-        return json_response(await usage.account(session, principal.user_id, principal.key_prefix))
+        view = await usage.account(session, principal.user_id, principal.key_prefix)
+        view["budgets"] = await budget_admin.budget_views(
+            session, principal.user_id, principal.key_id
+        )
+    return json_response(view)
 
 
 @router.get("/ai/usage", summary="The caller's request log, newest first, paged")
