@@ -1,8 +1,9 @@
 """The dashboard's users pages: `/ai/admin/users` and `/ai/admin/users/{name}`.
 
 Balances, spend of the last 30 days, top-ups, keys (create, shown once;
-revoke), disable / enable. Every change goes through `services.accounts`, as
-the CLI's and the admin API's do.
+revoke), budgets (set, remove), disable / enable. Every change goes through
+`services.accounts` and `services.budget_admin`, as the CLI's and the admin
+API's do.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from starlette.responses import RedirectResponse, Response
 from ai_service.api.deps import get_state
 from ai_service.api.routes.admin import parse_usd
 from ai_service.api.web import BASE, error_page, gate, read_form, render
-from ai_service.errors import ServiceError
-from ai_service.services import accounts, usage
+from ai_service.errors import NotFoundError, ServiceError
+from ai_service.services import accounts, budget_admin, usage
 from ai_service.services.accounts import NewKey
 
 router = APIRouter(include_in_schema=False)
@@ -89,6 +90,7 @@ async def user_page(
             account = await usage.account(session, user.id)
             keys = await accounts.list_keys(session, name)
             recent = await usage.requests_page(session, user_id=user.id, limit=RECENT)
+            budgets = await budget_admin.budget_views(session, user.id)
     except ServiceError as exc:
         return error_page(request, exc)
     return render(
@@ -99,6 +101,7 @@ async def user_page(
         account=account,
         keys=keys,
         recent=recent["data"],
+        budgets=budgets,
         new_key=new_key,
         notice=notice,
         error=error,
@@ -114,6 +117,8 @@ async def show_user(request: Request, name: str, done: str | None = None) -> Res
         "revoked": "Key revoked.",
         "disabled": "User disabled: every key stops working.",
         "enabled": "User enabled.",
+        "budget": "Budget set.",
+        "unbudgeted": "Budget removed.",
     }
     return await user_page(request, name, notice=notices.get(done or ""))
 
@@ -158,6 +163,55 @@ async def revoke_key(request: Request, name: str, prefix: str) -> Response:
         return await user_page(request, name, error=exc.message, status_code=exc.status)
     state.keys.forget()
     return RedirectResponse(user_url(name, done="revoked"), 303)
+
+
+@router.post(BASE + "/users/{name}/budgets", response_model=None)
+async def set_budget(request: Request, name: str) -> Response:
+    if (denied := await gate(request)) is not None:
+        return denied
+    state = get_state(request)
+    try:
+        form = await read_form(request)
+        limit = parse_usd(form.get("limit", ""), "limit")
+        scope = form.get("scope") or "user"
+        async with state.sessions() as session:
+            user = await accounts.get_user(session, name)
+            key_prefix = None if scope == "user" else scope
+            if key_prefix is not None:
+                key = await budget_admin.key_by_prefix(session, key_prefix)
+                if key.user_id != user.id:
+                    raise NotFoundError(f"{name} has no key with prefix '{key_prefix}'.")
+            await budget_admin.set_budget(
+                session,
+                user_name=None if key_prefix else name,
+                key_prefix=key_prefix,
+                period=form.get("period", ""),
+                rolling=form.get("rolling") == "1",
+                limit=limit,
+            )
+    except ServiceError as exc:
+        return await user_page(request, name, error=exc.message, status_code=exc.status)
+    state.keys.forget()
+    return RedirectResponse(user_url(name, done="budget"), 303)
+
+
+@router.post(BASE + "/users/{name}/budgets/{budget_id}/remove", response_model=None)
+async def remove_budget(request: Request, name: str, budget_id: int) -> Response:
+    if (denied := await gate(request)) is not None:
+        return denied
+    state = get_state(request)
+    try:
+        await read_form(request)
+        async with state.sessions() as session:
+            user = await accounts.get_user(session, name)
+            owned = {b.id for b, _ in await budget_admin.user_budgets(session, user.id)}
+            if budget_id not in owned:
+                raise NotFoundError(f"{name} has no budget {budget_id}.")
+            await budget_admin.remove_budget(session, budget_id)
+    except ServiceError as exc:
+        return await user_page(request, name, error=exc.message, status_code=exc.status)
+    state.keys.forget()
+    return RedirectResponse(user_url(name, done="unbudgeted"), 303)
 
 
 @router.post(BASE + "/users/{name}/{action}", response_model=None)
