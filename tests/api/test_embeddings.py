@@ -110,6 +110,31 @@ def test_token_array_input_is_counted(everyone: Gateway, openai_upstream: FakeOp
     assert row.prompt_tokens == 5
 
 
+@pytest.mark.parametrize(
+    ("path", "model", "inputs"),
+    [
+        ("mistral", "mistral-embed", [[1, 2, 3]]),
+        ("mistral", "mistral-embed", ["text", [4, 5]]),
+        ("llama", "BAAI/bge-large-en-v1.5", [7, 8]),
+    ],
+)
+def test_token_ids_are_refused_where_the_provider_takes_text_only(
+    everyone: Gateway,
+    mistral_fake: FakeMistral,
+    together_fake: FakeTogether,
+    path: str,
+    model: str,
+    inputs: list[object],
+) -> None:
+    key = everyone.create_user("alice", "10")
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(everyone, key, path).embeddings.create(model=model, input=inputs)  # type: ignore[arg-type]
+    assert "token ids" in caught.value.message
+    assert mistral_fake.requests == [] and together_fake.requests == []
+    (row,) = everyone.requests()
+    assert (row.status, row.http_status, row.cost) == ("error", 400, 0)
+
+
 def test_a_usage_beyond_the_bound_is_charged_in_full(
     everyone: Gateway, openai_upstream: FakeOpenAI
 ) -> None:

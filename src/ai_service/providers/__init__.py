@@ -29,6 +29,7 @@ REGISTRY: dict[str, ProviderSpec] = {
         "https://api.openai.com/v1",
         aliases=("v1",),  # the legacy unified path
         embeddings=True,
+        token_ids=True,
         native=frozenset({"responses"}),
     ),
     "claude": ProviderSpec(

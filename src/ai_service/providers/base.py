@@ -205,6 +205,7 @@ class ProviderSpec:
     default_url: str
     aliases: tuple[str, ...] = ()
     embeddings: bool = False  # whether it serves `POST /embeddings` (OpenAI's shape)
+    token_ids: bool = False  # whether its embeddings take `input` as arrays of token ids
     # the API surfaces beyond chat that its upstream speaks itself ("responses", "messages"):
     # passed through; every other surface reaches it translated to and from its chat API
     native: frozenset[str] = frozenset()

@@ -18,6 +18,7 @@ import orjson
 
 from ai_service.billing import tokens
 from ai_service.errors import InvalidRequestError, UpstreamError
+from ai_service.providers import REGISTRY
 from ai_service.providers.base import Adapter, JsonObject, UpstreamRequest, Usage
 from ai_service.schemas import parse_body
 from ai_service.services import pipeline, respond
@@ -28,8 +29,11 @@ from ai_service.services.routing import Bound, Plan, Target
 MAX_INPUTS = 2048  # inputs of one request (OpenAI's limit)
 
 
-def validate_embeddings(body: JsonObject) -> str:
-    """Check an embeddings body; returns the model. Raises `InvalidRequestError`."""
+def validate_embeddings(body: JsonObject, provider: str = "openai") -> str:
+    """Check an embeddings body for `provider`; returns the model.
+
+    Raises `InvalidRequestError`, also for token ids where the provider takes text only.
+    """
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required: the embedding model's id.", param="model")
@@ -48,8 +52,10 @@ def validate_embeddings(body: JsonObject) -> str:
             f"'input' has {len(inputs)} items; at most {MAX_INPUTS} are accepted.", param="input"
         )
     if all(_token(i) for i in inputs):
-        return model
+        return _token_ids(model, provider)
+    ids = False
     for item in inputs:
+        ids = ids or isinstance(item, list)
         fine = (isinstance(item, str) and item) or (
             isinstance(item, list) and item and all(_token(t) for t in item)
         )
@@ -58,7 +64,19 @@ def validate_embeddings(body: JsonObject) -> str:
                 "Each item of 'input' must be a non-empty string or array of token ids.",
                 param="input",
             )
-    return model
+    return _token_ids(model, provider) if ids else model
+
+
+def _token_ids(model: str, provider: str) -> str:
+    """`model`, if `provider` takes token ids. Raises `InvalidRequestError`."""
+    if REGISTRY[provider].token_ids:
+        return model
+    raise InvalidRequestError(
+        f"'input' as token ids is not accepted by the {provider} provider: send text "
+        "(with LangChain's OpenAIEmbeddings, set check_embedding_ctx_length=False).",
+        param="input",
+        code="unsupported_value",
+    )
 
 
 def _token(value: object) -> bool:
@@ -84,7 +102,7 @@ async def embeddings(arrival: Arrival) -> Result:
     state, provider, raw = arrival.state, arrival.provider, arrival.raw
     try:
         body = parse_body(raw)
-        requested = validate_embeddings(body)
+        requested = validate_embeddings(body, provider)
     except InvalidRequestError as exc:
         raise await refuse(call, exc) from None
     await pipeline.resolve(call, provider, requested)
