@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from ai_service.auth import KeyStore
 from ai_service.billing import catalog as catalog_mod
 from ai_service.billing.catalog import Catalog
 from ai_service.billing.ledger import Ledger
+from ai_service.billing.pricing import UsePrices
 from ai_service.config import Settings
 from ai_service.metrics import Metrics
 from ai_service.providers.base import Adapter
@@ -66,6 +67,8 @@ class AppState:
     limiter: RateLimiter
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     metrics: Metrics = field(default_factory=Metrics)
+    # per provider, the price of each kind of server tool use it bills per use
+    use_prices: Mapping[str, UsePrices] = field(default_factory=dict)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` to completion even if its caller is cancelled; tracked for shutdown."""

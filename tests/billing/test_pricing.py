@@ -8,7 +8,7 @@ import pytest
 
 from ai_service.billing import pricedata
 from ai_service.billing.catalog import SPECS, Catalog
-from ai_service.billing.pricing import Price, charge, cost, worst_case
+from ai_service.billing.pricing import Price, affordable_output, charge, cost, worst_case
 from ai_service.providers.base import Usage
 from ai_service.providers.openai_compat import parse_usage
 from ai_service.storage.models import ApiModel
@@ -204,3 +204,50 @@ def test_the_cost_is_rounded_up_once_per_request() -> None:
     flat = Price(input=1, output=1)
     assert cost(Usage(input_tokens=1, output_tokens=1), flat) == 1
     assert cost(Usage(input_tokens=1_000, output_tokens=1), flat) == 2
+
+
+# -- server tool uses ------------------------------------------------------------------------
+
+SEARCH = {"web_search": 10_000_000_000}  # $10 per 1,000 searches, in pico-USD a search
+
+
+def test_server_tool_uses_are_billed_their_per_use_price_with_the_tokens() -> None:
+    flat = Price(input=3_000_000, output=15_000_000)
+    usage = Usage(
+        input_tokens=6_039, output_tokens=931, tool_uses=(("web_fetch", 2), ("web_search", 3))
+    )
+    billed = charge(usage, flat, NOON, SEARCH)
+    tokens = 6_039 * 3_000_000 + 931 * 15_000_000
+    assert billed.pico == tokens + 3 * 10_000_000_000  # a fetch has no price: free
+    assert billed.cost == nano(billed.pico)
+    assert billed.uses == {
+        "web_fetch": (2, 0, 0),
+        "web_search": (3, 10_000_000_000, 30_000_000_000),
+    }
+    detail = billed.detail(flat)
+    assert detail["uses"]["web_search"] == {
+        "uses": 3,
+        "price": 10_000_000_000,
+        "cost_pico": 30_000_000_000,
+    }
+    assert detail["cost_nano"] == billed.cost
+
+
+def test_without_server_tool_uses_the_charge_and_its_detail_are_unchanged() -> None:
+    flat = Price(input=3_000_000, output=15_000_000)
+    billed = charge(Usage(input_tokens=10, output_tokens=5), flat, NOON, SEARCH)
+    assert billed.uses is None
+    assert "uses" not in billed.detail(flat)
+    # uses without a price list (another provider) cost nothing per use
+    searched = charge(Usage(input_tokens=10, tool_uses=(("web_search", 2),)), flat, NOON)
+    assert searched.pico == 10 * 3_000_000
+
+
+def test_the_worst_case_and_the_affordable_output_count_the_fees(catalog: Catalog) -> None:
+    sonnet = price(catalog, "claude", "claude-sonnet-4-5-20250929")
+    fees = 8 * 10_000_000_000  # eight searches
+    assert worst_case(1_000, 100, sonnet, None, fees) == worst_case(1_000, 100, sonnet) + 80_000_000
+    # the dearest input rate (a 1-hour cache write, $6 / 1M) and $15 / 1M output
+    prompt_and_fees = nano(1_000 * 6_000_000 + fees)
+    assert affordable_output(prompt_and_fees + 1_500_000, 1_000, sonnet, None, fees) == 100
+    assert affordable_output(prompt_and_fees - 1, 1_000, sonnet, None, fees) == -1

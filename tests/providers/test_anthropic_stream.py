@@ -62,6 +62,12 @@ def feed(p: AnthropicStreamParser, payload: dict[str, Any]) -> list[StreamEvent]
 
 
 def as_json(events: list[StreamEvent]) -> list[dict[str, Any]]:
+    """The events as the golden file holds them (JSON: tuples become lists)."""
+    loaded: list[dict[str, Any]] = json.loads(json.dumps(_events(events)))
+    return loaded
+
+
+def _events(events: list[StreamEvent]) -> list[dict[str, Any]]:
     return [
         {
             "chunk": e.chunk,

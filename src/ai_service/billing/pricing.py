@@ -9,13 +9,15 @@ write tokens) exceeds a tier's start, that tier's rate applies to all tokens.
 
 The cost of a request is the exact sum of tokens x rate for each kind of token
 (uncached input, cache read, 5-minute cache write, 1-hour cache write, output
-including reasoning), rounded up to the nano-USD once.
+including reasoning), plus uses x price for each kind of server tool use the
+provider bills per use (`UsePrices`: Anthropic's web searches), rounded up to
+the nano-USD once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
@@ -201,6 +203,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# the price of one use of each kind of server tool, in pico-USD (Anthropic's web search:
+# $10 per 1,000 searches = 10_000_000_000); a kind without a price costs nothing per use
+UsePrices = Mapping[str, int]
+NO_USE_PRICES: UsePrices = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Charge:
     """A request's cost, and each part of it, at the rates that applied."""
@@ -210,10 +218,11 @@ class Charge:
     applied: Applied
     tier: int | None
     parts: dict[str, tuple[int, int, int]]  # kind -> (tokens, rate, pico-USD)
+    uses: dict[str, tuple[int, int, int]] | None = None  # kind -> (uses, price, pico-USD)
 
     def detail(self, price: Price) -> dict[str, Any]:
         """The JSON-ready breakdown stored as the request row's `price_detail`."""
-        return {
+        detail: dict[str, Any] = {
             "source": price.source,
             "priced_as": price.priced_as,
             "flagged": price.flagged or None,
@@ -228,10 +237,22 @@ class Charge:
             },
             "cost_nano": self.cost,
         }
+        if self.uses:  # server tool uses: their count, price (pico-USD a use) and cost
+            detail["uses"] = {
+                kind: {"uses": uses, "price": each, "cost_pico": pico}
+                for kind, (uses, each, pico) in self.uses.items()
+            }
+        return detail
 
 
-def charge(usage: Usage, price: Price, when: dt.datetime | None = None) -> Charge:
-    """The cost of `usage` billed at `when` (now by default), with its breakdown."""
+def charge(
+    usage: Usage,
+    price: Price,
+    when: dt.datetime | None = None,
+    use_prices: UsePrices = NO_USE_PRICES,
+) -> Charge:
+    """The cost of `usage` billed at `when` (now by default), with its breakdown; its server
+    tool uses (`Usage.tool_uses`) at `use_prices`."""
     applied = price.plan().applied(when, usage.service_tier)
     rates = applied.rates
     prompt = usage.prompt_tokens
@@ -248,7 +269,14 @@ def charge(usage: Usage, price: Price, when: dt.datetime | None = None) -> Charg
     for kind, tokens, value in zip(KINDS, counts, rates.at(prompt), strict=True):
         parts[kind] = (tokens, value, tokens * value)
         total += tokens * value
-    return Charge(ceil_div(total, PICO_PER_NANO), total, applied, rates.tier(prompt), parts)
+    uses: dict[str, tuple[int, int, int]] | None = None
+    if usage.tool_uses:
+        uses = {}
+        for kind, count in usage.tool_uses:
+            each = use_prices.get(kind, 0)
+            uses[kind] = (count, each, count * each)
+            total += count * each
+    return Charge(ceil_div(total, PICO_PER_NANO), total, applied, rates.tier(prompt), parts, uses)
 
 
 def cost_pico(usage: Usage, price: Price) -> int:
@@ -262,26 +290,36 @@ def cost(usage: Usage, price: Price) -> int:
 
 
 def worst_case(
-    prompt_tokens: int, output_tokens: int, price: Price, service_tier: str | None = None
+    prompt_tokens: int,
+    output_tokens: int,
+    price: Price,
+    service_tier: str | None = None,
+    fees: int = 0,
 ) -> int:
     """Upper bound in nano-USD: every prompt token and the full output at the dearest rates
     the request can be billed at (its prompt's tier, the standard rate or the service tier
-    it asks for, any time of day)."""
+    it asks for, any time of day), plus `fees` pico-USD (the most its server tool uses
+    can be billed)."""
     pico = 0
     for rates in price.plan().possible(None, service_tier):
         values = rates.at(prompt_tokens)
         pico = max(pico, prompt_tokens * max(values[:4]) + output_tokens * values[4])
-    return ceil_div(pico, PICO_PER_NANO)
+    return ceil_div(pico + fees, PICO_PER_NANO)
 
 
 def affordable_output(
-    available: int, prompt_tokens: int, price: Price, service_tier: str | None = None
+    available: int,
+    prompt_tokens: int,
+    price: Price,
+    service_tier: str | None = None,
+    fees: int = 0,
 ) -> int:
-    """The largest output limit whose worst case fits in `available` nano-USD."""
+    """The largest output limit whose worst case (with `fees` pico-USD) fits in `available`
+    nano-USD; -1 when not even the prompt and the fees fit."""
     best: int | None = None
     for rates in price.plan().possible(None, service_tier):
         values = rates.at(prompt_tokens)
-        budget = available * PICO_PER_NANO - prompt_tokens * max(values[:4])
+        budget = available * PICO_PER_NANO - prompt_tokens * max(values[:4]) - fees
         if budget < 0:
             return -1
         output = values[4]

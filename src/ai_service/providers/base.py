@@ -28,7 +28,10 @@ class Usage:
     part of `cache_write_tokens` written with a 1-hour lifetime (Anthropic),
     priced at its own rate. `service_tier` is the tier the provider says served
     the request (OpenAI's and Anthropic's `service_tier`), which selects the
-    price where the provider charges tiers differently.
+    price where the provider charges tiers differently. `tool_uses` counts the
+    uses of the provider's server tools by kind (Anthropic's
+    `server_tool_use.web_search_requests` as `("web_search", n)`), sorted by
+    kind; a kind with a per-use price is billed that price per use.
     """
 
     input_tokens: int = 0
@@ -38,6 +41,7 @@ class Usage:
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0
     service_tier: str | None = None
+    tool_uses: tuple[tuple[str, int], ...] = ()
 
     @property
     def prompt_tokens(self) -> int:

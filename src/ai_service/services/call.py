@@ -14,7 +14,7 @@ from ai_service.auth import Principal
 from ai_service.billing import ledger, tokens
 from ai_service.billing.catalog import Resolved
 from ai_service.billing.money import usd_float, usd_str
-from ai_service.billing.pricing import Charge, charge
+from ai_service.billing.pricing import NO_USE_PRICES, Charge, charge
 from ai_service.errors import ServiceError
 from ai_service.providers.base import Usage
 from ai_service.services import idempotency
@@ -166,12 +166,16 @@ class Call:
         """The cost of `usage` at the served model's price, computed once per usage.
 
         The moment of the first call is the billing moment (time-of-day rates), so
-        the cost shown to the client and the one charged are the same.
+        the cost shown to the client and the one charged are the same. Server tool
+        uses are billed at the per-use prices of the provider that served.
         """
         billed = self.billed
         if billed is None or billed[0] != usage:
             assert self.resolved is not None
-            billed = (replace(usage), charge(usage, self.resolved.price))
+            uses = NO_USE_PRICES
+            if usage.tool_uses:  # the server tools' per-use prices of the provider that served
+                uses = self.state.use_prices.get(self.provider, NO_USE_PRICES)
+            billed = (replace(usage), charge(usage, self.resolved.price, None, uses))
             self.billed = billed
         return billed[1]
 

@@ -76,15 +76,17 @@ class Bound:
 
     `request` is the body built for the plan's first output limit (reused
     when that limit is the one sent); `prompt_tokens` bounds its prompt and
-    `choices` multiplies the output limit. A target that cannot be sent (its
-    provider is not configured, or the body does not translate for it) bills
-    nothing: its bound is zero.
+    `choices` multiplies the output limit; `fees` is the most its server
+    tool uses can be billed per use, in pico-USD. A target that cannot be
+    sent (its provider is not configured, or the body does not translate for
+    it) bills nothing: its bound is zero.
     """
 
     prompt_tokens: int = 0
     choices: int = 0
     request: UpstreamRequest | None = None
     limit: int = 0
+    fees: int = 0
 
 
 @dataclass(slots=True)
@@ -116,7 +118,11 @@ class Plan:
         """The dearest model of the chain sets the reservation: each answer at the full limit."""
         return max(
             worst_case(
-                b.prompt_tokens, self.limit_for(t) * b.choices, t.resolved.price, self.service_tier
+                b.prompt_tokens,
+                self.limit_for(t) * b.choices,
+                t.resolved.price,
+                self.service_tier,
+                b.fees,
             )
             for t, b in zip(self.chain, self.bounds, strict=True)
         )
@@ -125,7 +131,9 @@ class Plan:
         """The largest output limit (per answer) whose worst case `balance` pays for."""
         return min(
             (
-                affordable_output(balance, b.prompt_tokens, t.resolved.price, self.service_tier)
+                affordable_output(
+                    balance, b.prompt_tokens, t.resolved.price, self.service_tier, b.fees
+                )
                 // b.choices
                 for t, b in zip(self.chain, self.bounds, strict=True)
                 if b.choices  # a target that cannot be sent bills nothing
