@@ -88,6 +88,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 settings.billing_group_commit,
             ),
             limiter=build_limiter(settings),
+            use_prices=providers.use_prices(settings),
         )
         try:
             await state.catalog.reload()

@@ -20,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from ai_service.billing.money import usd_to_nano
 from ai_service.providers import REGISTRY
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "admin", "password"})
@@ -83,6 +84,12 @@ class Settings(ProviderSettings):
     min_output_tokens: int = 16
     message_token_allowance: int = 8
     image_token_allowance: int = 16384
+    # Anthropic's web search server tool: USD per 1,000 searches (a plain decimal string),
+    # charged per search on top of the tokens; genai-prices has no price for it
+    anthropic_web_search_usd_per_1k: str = "10"
+    # the `max_uses` given to an Anthropic server tool (web search, web fetch) sent without
+    # one: the reservation covers that many uses
+    anthropic_server_tool_max_uses: int = Field(5, ge=1)
     # a model id the catalog does not price: "refuse" (400 model_not_found, nothing
     # reserved or sent) or "dearest" (charged at the provider's dearest rates, flagged)
     unknown_model_policy: Literal["refuse", "dearest"] = "refuse"
@@ -127,6 +134,16 @@ class Settings(ProviderSettings):
     rate_limit_prefix: str = "ai-service:rl:"
     rate_limit_redis_timeout: float = Field(0.25, gt=0)
     rate_limit_redis_retry_seconds: float = Field(5.0, ge=0)
+
+    @field_validator("anthropic_web_search_usd_per_1k", mode="before")
+    @classmethod
+    def _plain_price(cls, value: object) -> object:
+        """A plain decimal amount, never a float (a YAML integer is taken as its digits)."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and usd_to_nano(value) < 0:
+            raise ValueError("a price cannot be negative")
+        return value
 
     @field_validator("admin_key")
     @classmethod

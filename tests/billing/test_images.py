@@ -190,3 +190,27 @@ def test_anthropic_message_images_are_found_in_their_own_blocks() -> None:
     # the image, the URL image, two PDF pages, an image without a source, the tool result's
     assert found == [one, unknown, unknown, unknown, unknown, one]
     assert find_message_images({"messages": "nope"}) == []
+
+
+def test_a_pdf_fetched_in_an_earlier_turn_counts_its_pages() -> None:
+    pdf = b"%PDF-1.4\n" + b"".join(
+        b"%d 0 obj << /Type /Page /Parent 2 0 R >> endobj\n" % i for i in range(3, 6)
+    )
+    fetched = {
+        "type": "web_fetch_tool_result",
+        "tool_use_id": "srvtoolu_1",
+        "content": {
+            "type": "web_fetch_result",
+            "url": "https://example.com/paper.pdf",
+            "content": {
+                "type": "document",
+                "source": {
+                    "type": "base64",
+                    "media_type": "application/pdf",
+                    "data": base64.b64encode(pdf).decode(),
+                },
+            },
+        },
+    }
+    body = {"messages": [{"role": "assistant", "content": [fetched]}]}
+    assert find_message_images(body) == [Image(0, None, None)] * 3

@@ -111,7 +111,8 @@ def find_message_images(body: dict[str, Any]) -> list[Image]:
     A base64 `image` block is an image of the size its header gives (its
     payload's bytes are in the body); a URL image is of unknown size; a base64
     PDF `document` counts one image of unknown size per page (its bytes stay
-    counted as text). Blocks inside a `tool_result` are searched too.
+    counted as text). Blocks inside a `tool_result`, and the document of an
+    earlier turn's `web_fetch_tool_result`, are searched too.
     """
     images: list[Image] = []
     messages = body.get("messages")
@@ -140,6 +141,10 @@ def _message_blocks(blocks: list[Any], into: list[Image]) -> None:
                 into.extend([PAGE] * _pages(_decode(data, 0, len(data))))
         elif kind == "tool_result" and isinstance(block.get("content"), list):
             _message_blocks(block["content"], into)
+        elif kind == "web_fetch_tool_result" and isinstance(block.get("content"), dict):
+            fetched = block["content"].get("content")  # a fetched page's document block
+            if isinstance(fetched, dict):
+                _message_blocks([fetched], into)
 
 
 def _image(spec: object) -> Image:

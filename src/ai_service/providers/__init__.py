@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ai_service.providers.anthropic import AnthropicAdapter
+from ai_service.providers.anthropic.server_tools import use_prices as anthropic_use_prices
 from ai_service.providers.base import Adapter, ProviderConfig, ProviderSpec
 from ai_service.providers.deepseek import DeepSeekAdapter
 from ai_service.providers.mistral import MistralAdapter
@@ -19,6 +20,7 @@ from ai_service.providers.openai import OpenAIAdapter
 from ai_service.providers.together import TogetherAdapter
 
 if TYPE_CHECKING:
+    from ai_service.billing.pricing import UsePrices
     from ai_service.config import Settings
 
 REGISTRY: dict[str, ProviderSpec] = {
@@ -72,6 +74,11 @@ def configured(settings: Settings) -> dict[str, Adapter]:
         if key:
             adapters[name] = spec.adapter(ProviderConfig(name, base_url, key, spec.key_variable))
     return adapters
+
+
+def use_prices(settings: Settings) -> dict[str, UsePrices]:
+    """The per-use prices of the server tools each provider bills per use, by provider."""
+    return {"claude": anthropic_use_prices(settings.anthropic_web_search_usd_per_1k)}
 
 
 def paths_serving(endpoint: str) -> str:

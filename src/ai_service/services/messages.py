@@ -3,12 +3,15 @@
 The client speaks Anthropic's own wire format, so nothing is translated: its
 body bytes go to Anthropic as they came, re-encoded only when the gateway must
 change a field (the model id when the catalog maps an alias, `max_tokens` when
-the balance pays for a lower limit). The reservation bounds the prompt by the
-bytes sent (base64 images replaced by their image tokens, the hidden tool-use
-system prompt added) and the output by `max_tokens`, at the dearest rates. A
+the balance pays for a lower limit, a server tool's `max_uses` when the client
+gave none). The reservation bounds the prompt by the bytes sent (base64 images
+replaced by their image tokens, the hidden tool-use system prompt added), the
+input a server tool loop reads beyond them and the tools' per-use fees
+(`server_tools`), and the output by `max_tokens`, at the dearest rates. A
 JSON answer is charged its `usage`; a stream is relayed event for event and
 charged the usage of `message_start` and `message_delta`, cache reads and
-cache writes (by TTL) included. No fallbacks: the body names one model.
+cache writes (by TTL) and server tool uses included. No fallbacks: the body
+names one model.
 
 `count_tokens` is free: authenticated and counted against the key's request
 rate, neither reserved nor charged nor written to the usage log.
@@ -23,16 +26,18 @@ import orjson
 
 from ai_service.billing.estimate import prompt_bound
 from ai_service.billing.images import find_message_images
+from ai_service.billing.pricing import NO_USE_PRICES
 from ai_service.errors import (
     InvalidRequestError,
     ServiceError,
     UpstreamError,
     UpstreamUnavailableError,
 )
-from ai_service.providers.anthropic import AnthropicAdapter
+from ai_service.providers.anthropic import AnthropicAdapter, server_tools
 from ai_service.providers.anthropic.errors import error_body
 from ai_service.providers.anthropic.passthrough import MessagesRelayParser
 from ai_service.providers.anthropic.response import usage_from
+from ai_service.providers.anthropic.server_tools import ServerTools
 from ai_service.providers.anthropic.tools import tool_prompt_tokens
 from ai_service.providers.base import Adapter, JsonObject, StreamEvent, UpstreamRequest
 from ai_service.schemas import parse_body
@@ -80,21 +85,12 @@ def validate_message(body: JsonObject) -> tuple[str, int, bool]:
     return model, limit, stream
 
 
-def validate_tools(tools: object) -> None:
-    """Client tools only (`type` absent or "custom"): the gateway cannot bound or bill
-    Anthropic's own tools (server tools are billed per use). Raises `InvalidRequestError`."""
-    if tools is None:
-        return
-    if not isinstance(tools, list):
-        raise InvalidRequestError("tools: Input should be a valid list.", param="tools")
-    for tool in tools:
-        kind = tool.get("type", "custom") if isinstance(tool, dict) else None
-        if kind != "custom":
-            raise InvalidRequestError(
-                f"tools: tool type {kind!r} is not served by this gateway; "
-                "only client tools (name, description, input_schema) are.",
-                param="tools",
-            )
+def validate_tools(tools: object, default_max_uses: int = 1) -> ServerTools:
+    """The tools the gateway can bound and bill, and what they add to the reservation
+    (`server_tools`: client tools, web search and web fetch with their `max_uses`, the
+    documented Anthropic-defined client tools). Raises `InvalidRequestError` naming any
+    other."""
+    return server_tools.admit(tools, default_max_uses)
 
 
 def encoded(raw: bytes, body: JsonObject, model: str, limit: int) -> bytes:
@@ -125,11 +121,20 @@ async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
     assert resolved is not None
     adapter = state.adapters[provider]
     assert isinstance(adapter, AnthropicAdapter)
+    tools = validate_tools(body.get("tools"), state.settings.anthropic_server_tool_max_uses)
+    try:  # the input the server tools' loop reads beyond the body
+        unseen = tools.unseen(resolved.price.context_window)
+    except InvalidRequestError as exc:
+        raise await refuse(call, exc) from None
     stored = await pipeline.hold(call, arrival.idempotency_key, f"{provider}/messages", raw)
     if stored is not None:
         return respond.replay(stored)
+    if tools.tools is not None:  # a server tool without max_uses is sent the gateway's
+        body = {**body, "tools": tools.tools}
+        raw = orjson.dumps(body)
     model = resolved.model
-    hidden = tool_prompt_tokens(model, body)
+    hidden = tool_prompt_tokens(model, body) + tools.hidden
+    fees = tools.fees(state.use_prices.get(provider, NO_USE_PRICES))
 
     def build(limit: int) -> UpstreamRequest:
         sent = encoded(raw, body, model, limit)
@@ -147,8 +152,8 @@ async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
             image_allowance=state.settings.image_token_allowance,
         )
         plan = Plan([Target(provider, resolved)], client_limit, limit=client_limit)
-        plan.bounds.append(Bound(tokens, 1, request, client_limit))
-        call.prompt_bound = tokens
+        plan.bounds.append(Bound(tokens + unseen, 1, request, client_limit, fees))
+        call.prompt_bound = tokens + unseen
         await pipeline.reserve(call, plan)
     except BaseException:
         await pipeline.release(call)

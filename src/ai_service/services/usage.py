@@ -120,7 +120,8 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def price_view(detail: str | None) -> dict[str, Any] | None:
-    """A row's `price_detail` for the API: the rates applied and the cost of each part, in USD."""
+    """A row's `price_detail` for the API: the rates applied and the cost of each part (and
+    of each kind of server tool use), in USD."""
     if not detail:
         return None
     try:
@@ -138,7 +139,7 @@ def price_view(detail: str | None) -> dict[str, Any] | None:
         for kind, part in (data.get("parts") or {}).items()
         if isinstance(part, dict)
     }
-    return {
+    view = {
         "source": data.get("source"),
         "priced_as": data.get("priced_as"),
         "flagged": bool(data.get("flagged")),
@@ -149,6 +150,18 @@ def price_view(detail: str | None) -> dict[str, Any] | None:
         "parts": parts,
         "cost_usd": usd_str(int(data.get("cost_nano", 0))),
     }
+    uses = data.get("uses")
+    if isinstance(uses, dict):  # server tool uses (web searches): their count and price
+        view["uses"] = {
+            kind: {
+                "uses": part.get("uses", 0),
+                "usd_per_use": str(Decimal(int(part.get("price", 0))) / PICO_PER_USD),
+                "cost_usd": str(Decimal(int(part.get("cost_pico", 0))) / PICO_PER_USD),
+            }
+            for kind, part in uses.items()
+            if isinstance(part, dict)
+        }
+    return view
 
 
 def request_view(

@@ -8,17 +8,19 @@ the model id or the output limit). What is forwarded besides the body:
 - `anthropic-beta`: the values in `BETAS` only; the others are dropped (and
   named to the client in `X-Dropped-Anthropic-Beta`). A beta is allowed when
   everything it can change is billed from the usage the gateway reads and
-  bounded by its reservation. Left out: long context (`context-1m-*`, priced
-  above the catalog's rates past 200k tokens), server-run tools and files
-  (`web-*`, `code-execution-*`, `mcp-client-*`, `files-api-*`, `skills-*`:
-  billed per use, or shared across the gateway's users under its one key)
-  and `oauth-*` (the upstream key is the gateway's own).
+  bounded by its reservation: `web-fetch-2025-09-10` enables the web fetch
+  tool, which `server_tools` bounds and bills. Left out: long context
+  (`context-1m-*`, priced above the catalog's rates past 200k tokens),
+  server-run tools and files billed by container time or stored under the
+  gateway's one key (`code-execution-*`, `mcp-client-*`, `files-api-*`,
+  `skills-*`) and `oauth-*` (the upstream key is the gateway's own).
 
 The stream is relayed event for event: `MessagesRelayParser` hands each event
 on as the bytes `event: <name>\\ndata: <json>\\n\\n` and parses only the events
-that carry usage (`message_start`, `message_delta`), the end (`message_stop`)
-and errors; text deltas are kept unparsed, read only when a stream without
-its final usage is settled.
+that carry usage (`message_start`, `message_delta`), the end (`message_stop`),
+errors and the results of server tools (each a use Anthropic bills, counted
+for a stream that ends before its final usage); text deltas are kept
+unparsed, read only when a stream without its final usage is settled.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ BETAS = frozenset(
         "output-128k-2025-02-19",
         "prompt-caching-2024-07-31",
         "token-efficient-tools-2025-02-19",
+        "web-fetch-2025-09-10",
     }
 )
 
@@ -91,6 +94,8 @@ class MessagesRelayParser:
         if event == "content_block_delta":
             self.deltas.append(data)
             return [StreamEvent(None, frame=frame)]
+        if event == "content_block_start" and "_tool_result" in data:
+            return [self._tool_result(data, frame)]
         if event not in USAGE_EVENTS:
             return [StreamEvent(None, frame=frame)]
         try:
@@ -122,6 +127,28 @@ class MessagesRelayParser:
         elif kind == "content_block_delta":  # an unnamed event
             self.deltas.append(data)
         return [StreamEvent(None, frame=frame)]
+
+    def _tool_result(self, data: str, frame: bytes) -> StreamEvent:
+        """A server tool's result: a use Anthropic bills, counted into the early usage
+        (charged if the stream ends before its final usage)."""
+        try:
+            block = orjson.loads(data).get("content_block")
+        except (orjson.JSONDecodeError, AttributeError):
+            return StreamEvent(None, frame=frame)
+        kind = block.get("type") if isinstance(block, dict) else None
+        content = block.get("content") if isinstance(block, dict) else None
+        used = (kind == "web_search_tool_result" and isinstance(content, list)) or (
+            kind == "web_fetch_tool_result"
+            and isinstance(content, dict)
+            and content.get("type") == "web_fetch_result"
+        )
+        if not used:  # an error result (`max_uses_exceeded`, ...) is not billed
+            return StreamEvent(None, frame=frame)
+        name = str(kind).removesuffix("_tool_result")
+        counts = dict(self._usage.tool_uses)
+        counts[name] = counts.get(name, 0) + 1
+        self._usage = replace(self._usage, tool_uses=tuple(sorted(counts.items())))
+        return StreamEvent(None, frame=frame, early_usage=replace(self._usage))
 
     def output(self) -> tuple[str, str]:
         """The text delivered, and the other output (thinking, tool input), from the deltas."""

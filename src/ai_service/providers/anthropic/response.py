@@ -10,7 +10,8 @@
 - `arguments` is `input` serialized the way Anthropic streams `input_json_delta`
   (`json.dumps` separators, non-ASCII kept), so that the streamed fragments of
   an answer concatenate to the same string.
-- `finish_reason` per `FINISH_REASONS`; `usage` per `usage_from`.
+- `finish_reason` per `FINISH_REASONS`; `usage` per `usage_from` (with the
+  server tool uses of `usage.server_tool_use`, billed per use where priced).
 """
 
 from __future__ import annotations
@@ -69,7 +70,20 @@ def usage_from(data: Mapping[str, Any], base: Usage | None = None) -> Usage:
     tier = data.get("service_tier")
     if isinstance(tier, str):
         usage.service_tier = tier
+    tools = data.get("server_tool_use")
+    if isinstance(tools, dict):
+        usage.tool_uses = tool_uses(tools)
     return usage
+
+
+def tool_uses(counts: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """`Usage.tool_uses` from a `server_tool_use` object: `web_search_requests: 2` is
+    `("web_search", 2)`; zero counts are left out."""
+    uses = []
+    for name, value in counts.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            uses.append((name.removesuffix("_requests"), value))
+    return tuple(sorted(uses))
 
 
 _USAGE_SOURCES = (
