@@ -14,6 +14,9 @@ cache_read_input_tokens}}``; streams are named SSE events: ``message_start``,
 input tokens include the tool-use system prompt Anthropic adds (``tool_prompt``).
 With ``Usage(cache_1h_tokens=...)`` the usage also splits the cache writes by TTL
 (``cache_creation.ephemeral_5m_input_tokens``/``ephemeral_1h_input_tokens``).
+With a ``web_search_*`` tool the model searches first (``server_tool_use`` and
+``web_search_tool_result`` blocks, ``usage.server_tool_use.web_search_requests``,
+the loop's input counted as ``anthropic_search`` says).
 
 ``POST /v1/messages/count_tokens`` (same headers) answers ``{"input_tokens": n}``:
 the input tokens the same body would be billed on ``/v1/messages``.
@@ -23,11 +26,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
-from .anthropic_rules import check_body, check_count_body, invalid
+from .anthropic_rules import check_body, check_count_body, check_tools, invalid
+from .anthropic_search import Loop, plan_searches
 from .behaviours import Answer, ErrorReply
 from .server import FakeServer, Frame, Surface, dumps, sse
 from .tokens import Plan, make_plan, prompt_tokens, split_chunks
@@ -105,7 +110,7 @@ class FakeAnthropic(FakeServer):
         return None
 
     def validate(self, body: Any, headers: dict[str, str]) -> ErrorReply | None:
-        return check_body(body)
+        return check_body(body) or check_tools(body.get("tools"), headers.get("anthropic-beta", ""))
 
     def error_json(self, error: ErrorReply) -> dict[str, Any]:
         kind, message = ERROR_TYPES.get(error.status, ERROR_TYPES[500])
@@ -130,14 +135,31 @@ class FakeAnthropic(FakeServer):
     # ---- answers ---------------------------------------------------------------
 
     def plan(self, body: dict[str, Any], answer: Answer) -> Plan:
-        return make_plan(
+        return self.planned(body, answer)[0]
+
+    def planned(self, body: dict[str, Any], answer: Answer) -> tuple[Plan, Loop, int]:
+        """The answer's plan (its usage including the searches), its searches, and the
+        input of its first sampling (what ``message_start`` reports)."""
+        prompt = prompt_tokens(body.get("messages"), body.get("system")) + tool_prompt(body)
+        plan = make_plan(
             answer,
             default_chunks=self._chunks,
             default_reasoning=(),
-            prompt=prompt_tokens(body.get("messages"), body.get("system")) + tool_prompt(body),
+            prompt=prompt,
             limit=body["max_tokens"],
             call_ids=(f"toolu_01Fake{self.next_id():012d}" for _ in answer.tool_calls),
         )
+        ids = (f"srvtoolu_01Fake{self.next_id():012d}" for _ in range(1_000))
+        loop = plan_searches(body, answer, ids)
+        usage = answer.usage
+        first = plan.prompt_tokens
+        if loop.searches:
+            if usage is None or usage.prompt_tokens is None:
+                plan = replace(plan, prompt_tokens=loop.input_tokens(prompt))
+                first = prompt
+            if usage is None or usage.completion_tokens is None:
+                plan = replace(plan, completion_tokens=plan.completion_tokens + loop.output_tokens)
+        return plan, loop, first
 
     def stop_reason(self, plan: Plan) -> str:
         if plan.finish_reason is not None:
@@ -146,9 +168,11 @@ class FakeAnthropic(FakeServer):
             return "tool_use"
         return "max_tokens" if plan.truncated else "end_turn"
 
-    def usage_json(self, plan: Plan, output_tokens: int) -> dict[str, Any]:
+    def usage_json(
+        self, plan: Plan, output_tokens: int, input_tokens: int | None = None
+    ) -> dict[str, Any]:
         return {
-            "input_tokens": plan.prompt_tokens,
+            "input_tokens": plan.prompt_tokens if input_tokens is None else input_tokens,
             "cache_creation_input_tokens": plan.cache_creation_tokens,
             "cache_read_input_tokens": plan.cached_tokens,
             "output_tokens": output_tokens,
@@ -166,7 +190,9 @@ class FakeAnthropic(FakeServer):
             ),
         }
 
-    def message_json(self, body: dict[str, Any], plan: Plan, content: list[Any]) -> dict[str, Any]:
+    def message_json(
+        self, body: dict[str, Any], plan: Plan, content: list[Any], loop: Loop
+    ) -> dict[str, Any]:
         return {
             "id": f"msg_01Fake{self.next_id():016d}",
             "type": "message",
@@ -175,25 +201,26 @@ class FakeAnthropic(FakeServer):
             "content": content,
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": self.usage_json(plan, plan.completion_tokens),
+            "usage": {**self.usage_json(plan, plan.completion_tokens), **loop.usage()},
         }
 
     def answer_json(self, body: dict[str, Any], answer: Answer) -> dict[str, Any]:
-        plan = self.plan(body, answer)
+        plan, loop, _first = self.planned(body, answer)
         content: list[dict[str, Any]] = []
         if plan.reasoning:
             content.append(_thinking_block(plan.reasoning_text))
+        content.extend(loop.blocks())
         if plan.chunks:
             content.append({"type": "text", "text": plan.text})
         content.extend(_tool_block(call.id, call.name, call.arguments) for call in plan.tool_calls)
-        message = self.message_json(body, plan, content)
+        message = self.message_json(body, plan, content, loop)
         message["stop_reason"] = self.stop_reason(plan)
         return message
 
     def answer_frames(self, body: dict[str, Any], answer: Answer) -> Sequence[Frame]:
-        plan = self.plan(body, answer)
-        start = self.message_json(body, plan, [])
-        start["usage"] = self.usage_json(plan, 1)
+        plan, loop, first = self.planned(body, answer)
+        start = self.message_json(body, plan, [], Loop(offered=False))
+        start["usage"] = self.usage_json(plan, 1, first)
         frames: list[Frame] = [
             (sse({"type": "message_start", "message": start}, "message_start"), False)
         ]
@@ -202,6 +229,10 @@ class FakeAnthropic(FakeServer):
             deltas = [{"type": "thinking_delta", "thinking": piece} for piece in plan.reasoning]
             deltas.append({"type": "signature_delta", "signature": "fake-signature"})
             blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
+        for search in loop.searches:
+            deltas = [{"type": "input_json_delta", "partial_json": f} for f in search.fragments]
+            blocks.append((search.use_block(streamed=True), deltas))
+            blocks.append((search.result_block(), []))
         if plan.chunks:
             deltas = [{"type": "text_delta", "text": piece} for piece in plan.chunks]
             blocks.append(({"type": "text", "text": ""}, deltas))
@@ -219,10 +250,13 @@ class FakeAnthropic(FakeServer):
                 frames.append((sse(event, "content_block_delta"), True))
             event = {"type": "content_block_stop", "index": index}
             frames.append((sse(event, "content_block_stop"), False))
+        usage: dict[str, Any] = {"output_tokens": plan.completion_tokens}
+        if loop.offered:  # the loop's cumulative usage, as Anthropic reports it at the end
+            usage = {**self.usage_json(plan, plan.completion_tokens), **loop.usage()}
         final = {
             "type": "message_delta",
             "delta": {"stop_reason": self.stop_reason(plan), "stop_sequence": None},
-            "usage": {"output_tokens": plan.completion_tokens},
+            "usage": usage,
         }
         frames.append((sse(final, "message_delta"), False))
         frames.append((sse({"type": "message_stop"}, "message_stop"), False))

@@ -6,15 +6,22 @@ inputs are forbidden), missing required fields (``model``, ``messages``,
 ``max_tokens``), ``max_tokens`` < 1, ``temperature`` > 1, ``system``/
 ``developer`` roles inside ``messages``, empty content, empty text blocks,
 unknown content block types, bad image sources, trailing whitespace in a final
-assistant prefill, and ``tool_use``/``tool_result`` pairing. Token counting
-(``check_count_body``) applies the same checks to its smaller set of fields.
+assistant prefill, ``tool_use``/``tool_result`` pairing, and tools (``check_tools``:
+a custom tool needs ``input_schema``; ``web_search_*`` and ``web_fetch_*`` take a
+``max_uses`` of at least 1, and ``web_fetch_*`` needs the ``web-fetch-2025-09-10``
+beta; the Anthropic-defined client tools are accepted; any other type is
+unknown). Token counting (``check_count_body``) applies the same checks to its
+smaller set of fields.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .anthropic_search import CLIENT_SCHEMA_TOOLS, SERVER_TOOL
 from .behaviours import ErrorReply
+
+WEB_FETCH_BETA = "web-fetch-2025-09-10"
 
 ALLOWED_FIELDS = frozenset(
     {
@@ -98,6 +105,38 @@ def check_count_body(body: dict[str, Any]) -> ErrorReply | None:
         if key not in body:
             return invalid(f"{key}: Field required")
     return _check_system(body.get("system")) or _check_messages(body["messages"])
+
+
+def check_tools(tools: object, betas: str = "") -> ErrorReply | None:
+    """Return the error Anthropic answers to ``tools`` (with the ``anthropic-beta`` header
+    ``betas``), or None."""
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return invalid("tools: Input should be a valid list")
+    enabled = {beta.strip() for beta in betas.split(",")}
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            return invalid(f"tools.{i}: Input should be a valid dictionary")
+        kind = tool.get("type", "custom")
+        if kind == "custom":
+            if "input_schema" not in tool:
+                return invalid(f"tools.{i}.custom.input_schema: Field required")
+            continue
+        server = SERVER_TOOL.fullmatch(kind) if isinstance(kind, str) else None
+        fetch_enabled = WEB_FETCH_BETA in enabled
+        if server is not None and (server.group(1) == "web_search" or fetch_enabled):
+            limit = tool.get("max_uses")
+            if limit is not None and (not isinstance(limit, int) or limit < 1):
+                return invalid(f"tools.{i}.{kind}.max_uses: Input should be greater than 0")
+            continue
+        if isinstance(kind, str) and kind.startswith(CLIENT_SCHEMA_TOOLS):
+            continue
+        return invalid(
+            f"tools.{i}: Input tag '{kind}' found using 'type' does not match any of the "
+            "expected tags"
+        )
+    return None
 
 
 def _check_numbers(body: dict[str, Any]) -> ErrorReply | None:

@@ -90,6 +90,9 @@ class Answer:
     default server/overloaded error) after that many delta chunks and ends the body.
     ``keepalive`` SSE comment lines (``: keep-alive``) are sent before the first chunk.
     ``end_delay`` seconds pass between the last event and the end of the body.
+    ``web_searches``: the queries Anthropic's fake searches for (its web search
+    server tool) when the request offers one; None: one search, for the last
+    user message; (): none.
     ``first_delay`` seconds pass before the first delta chunk (after the stream's
     opening events: OpenAI's role chunk, Anthropic's ``message_start``), and
     ``done_delay`` before the terminator (OpenAI's ``[DONE]``, Anthropic's
@@ -109,6 +112,7 @@ class Answer:
     end_delay: float = 0.0
     first_delay: float = 0.0
     done_delay: float = 0.0
+    web_searches: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

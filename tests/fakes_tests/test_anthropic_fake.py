@@ -8,7 +8,9 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.fakes import Answer, ErrorReply, FakeAnthropic, ToolCall, Usage
+from tests.fakes import Answer, ErrorReply, FakeAnthropic, ToolCall, Usage, split_fragments
+from tests.fakes.anthropic_messages import TOOL_PROMPT_AUTO
+from tests.fakes.anthropic_search import RESULT_TOKENS
 
 from .clients import HI, KEY, first_text, post, sse_data
 
@@ -263,3 +265,99 @@ def test_in_stream_error_event(anthropic_fake: FakeAnthropic, claude: anthropic.
         texts.extend(stream.text_stream)
     assert texts == ["Hello"]
     assert "overloaded_error" in str(caught.value)
+
+
+# -- server tools --------------------------------------------------------------------------
+
+SEARCH_TOOL: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+PROMPT = 5 + TOOL_PROMPT_AUTO  # "Say hello" and the tool-use system prompt
+
+
+def test_a_web_search_tool_makes_the_model_search_first(
+    anthropic_fake: FakeAnthropic, claude: anthropic.Anthropic
+) -> None:
+    anthropic_fake.enqueue(Answer(text="It is sunny.", web_searches=("weather paris",)))
+    message = claude.messages.create(
+        model="claude-x", max_tokens=100, messages=HI, tools=[SEARCH_TOOL]
+    )
+    use, result, text = message.content
+    assert use.type == "server_tool_use"
+    assert (use.name, use.input) == ("web_search", {"query": "weather paris"})
+    assert use.id.startswith("srvtoolu_")
+    assert result.type == "web_search_tool_result"
+    assert result.tool_use_id == use.id
+    assert isinstance(result.content, list)
+    assert result.content[0].type == "web_search_result"
+    assert text.type == "text"
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_search_requests == 1
+    # two samplings: the prompt, then the prompt and the results
+    assert message.usage.input_tokens == PROMPT + (PROMPT + RESULT_TOKENS)
+    fragments = split_fragments(json.dumps({"query": "weather paris"}))
+    assert message.usage.output_tokens == 3 + 1 + len(fragments)
+
+
+def test_searches_past_max_uses_are_errors_and_are_not_billed(
+    anthropic_fake: FakeAnthropic, claude: anthropic.Anthropic
+) -> None:
+    anthropic_fake.enqueue(Answer(web_searches=("a", "b", "c")))
+    message = claude.messages.create(
+        model="claude-x", max_tokens=100, messages=HI, tools=[SEARCH_TOOL]
+    )
+    results = [b for b in message.content if b.type == "web_search_tool_result"]
+    assert [isinstance(r.content, list) for r in results] == [True, True, False]
+    error = results[2].content
+    assert not isinstance(error, list)
+    assert error.error_code == "max_uses_exceeded"
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_search_requests == 2
+    assert message.usage.input_tokens == PROMPT + (PROMPT + 1000) + 2 * (PROMPT + 2000)
+
+
+def test_a_streamed_search_reports_the_loop_usage_at_the_end(
+    anthropic_fake: FakeAnthropic, claude: anthropic.Anthropic
+) -> None:
+    with claude.messages.stream(
+        model="claude-x", max_tokens=100, messages=HI, tools=[SEARCH_TOOL]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    start = next(e for e in events if e.type == "message_start")
+    assert start.message.usage.input_tokens == PROMPT  # the first sampling
+    assert [b.type for b in final.content] == ["server_tool_use", "web_search_tool_result", "text"]
+    server_use = final.content[0]
+    assert server_use.type == "server_tool_use"
+    assert server_use.input == {"query": "Say hello"}  # by default: the user's text
+    assert final.usage.input_tokens == PROMPT + PROMPT + RESULT_TOKENS
+    assert final.usage.server_tool_use is not None
+    assert final.usage.server_tool_use.web_search_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("tool", "betas", "message"),
+    [
+        ({"type": "web_fetch_20250910", "name": "web_fetch"}, "", "web_fetch_20250910"),
+        ({"type": "code_execution_20250825", "name": "code_execution"}, "", "code_execution"),
+        ({**SEARCH_TOOL, "max_uses": 0}, "", "max_uses"),
+        ({"name": "no_schema"}, "", "input_schema"),
+    ],
+)
+def test_tools_anthropic_rejects(
+    anthropic_fake: FakeAnthropic, tool: dict[str, Any], betas: str, message: str
+) -> None:
+    body = {"model": "claude-x", "max_tokens": 10, "messages": HI, "tools": [tool]}
+    headers = {"x-api-key": KEY, **VERSION, "anthropic-beta": betas}
+    response = post(anthropic_fake, body, headers)
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]
+
+
+def test_web_fetch_is_accepted_with_its_beta(anthropic_fake: FakeAnthropic) -> None:
+    body = {
+        "model": "claude-x",
+        "max_tokens": 10,
+        "messages": HI,
+        "tools": [{"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 1}],
+    }
+    headers = {"x-api-key": KEY, **VERSION, "anthropic-beta": "web-fetch-2025-09-10"}
+    assert post(anthropic_fake, body, headers).status_code == 200
