@@ -324,7 +324,7 @@ def anthropic_error(response: httpx.Response) -> dict[str, Any]:
                 "model": MODEL,
                 "max_tokens": 10,
                 "messages": HELLO,
-                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+                "tools": [{"type": "code_execution_20250825", "name": "code_execution"}],
             },
             "tools",
         ),
