@@ -251,3 +251,15 @@ def test_the_worst_case_and_the_affordable_output_count_the_fees(catalog: Catalo
     prompt_and_fees = nano(1_000 * 6_000_000 + fees)
     assert affordable_output(prompt_and_fees + 1_500_000, 1_000, sonnet, None, fees) == 100
     assert affordable_output(prompt_and_fees - 1, 1_000, sonnet, None, fees) == -1
+
+
+def test_a_server_tool_loop_is_tiered_as_one_sampling_not_as_its_sum(catalog: Catalog) -> None:
+    # Sonnet 4.5: 200k context window; $6 / $22.5 per 1M past 200k (with the 1M beta only)
+    sonnet = price(catalog, "claude", "claude-sonnet-4-5-20250929")
+    # nine samplings of 60k tokens each: 540k of input, no sampling past 200k
+    loop = Usage(input_tokens=540_000, output_tokens=900, tool_uses=(("web_search", 8),))
+    billed = charge(loop, sonnet, NOON, SEARCH)
+    assert billed.tier is None
+    assert billed.pico == 540_000 * 3_000_000 + 900 * 15_000_000 + 8 * 10_000_000_000
+    # one prompt of 540k is billed the long-context rates
+    assert charge(Usage(input_tokens=540_000), sonnet, NOON).tier == 200_000

@@ -6,6 +6,8 @@ is billed (prices with effective dates, time-of-day rates) and on the service
 tier the provider says served it. Each rate may be tiered by prompt length
 with the providers' cliff rule: once the prompt (uncached + cache read + cache
 write tokens) exceeds a tier's start, that tier's rate applies to all tokens.
+The input of a server tool loop is the sum of several samplings' prompts, each
+at most the model's context window: it is tiered as at most one window.
 
 The cost of a request is the exact sum of tokens x rate for each kind of token
 (uncached input, cache read, 5-minute cache write, 1-hour cache write, output
@@ -256,6 +258,10 @@ def charge(
     applied = price.plan().applied(when, usage.service_tier)
     rates = applied.rates
     prompt = usage.prompt_tokens
+    if usage.tool_uses and price.context_window:
+        # a server tool loop's input sums its samplings, each of them at most one context
+        # window: it reaches at most the tier of one window, not that of the sum
+        prompt = min(prompt, price.context_window)
     one_hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     counts = (
         usage.input_tokens,
