@@ -439,7 +439,7 @@ def reasoning_effort(thinking: object, output_config: object) -> str | None:
         _keys(output_config, frozenset({"effort", "format"}), "output_config")
         given = output_config.get("effort")
         if given is not None:
-            if given not in EFFORTS:
+            if not isinstance(given, str) or given not in EFFORTS:
                 raise _invalid("output_config.effort", "Input should be low, medium or high.")
             effort = EFFORTS[given]
     return effort
