@@ -322,6 +322,26 @@ def test_deepseek_reasoning_streams_as_a_thinking_block(
     assert history[1] == {"role": "assistant", "content": "Forty-two."}  # no reasoning back
 
 
+def test_max_tokens_above_the_model_s_maximum_output_is_lowered_to_it(
+    gw: Gateway, fakes: dict[str, FakeServer]
+) -> None:
+    key = gw.create_user("alice", "10")
+    # set for a Claude model; DeepSeek's chat model refuses more than 8192
+    message = sdk(gw, key, "deepseek").messages.create(
+        model="deepseek-chat",
+        max_tokens=16000,
+        messages=ASKED,  # type: ignore[arg-type]  # the SDK's TypedDict union
+    )
+    assert message.stop_reason == "end_turn"
+    assert fakes["deepseek"].last_request.body["max_tokens"] == 8192
+    sdk(gw, key, "deepseek").messages.create(
+        model="deepseek-chat",
+        max_tokens=100,
+        messages=ASKED,  # type: ignore[arg-type]
+    )
+    assert fakes["deepseek"].last_request.body["max_tokens"] == 100
+
+
 REFUSED = [
     ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
     ({"top_k": 5}, "top_k"),

@@ -311,7 +311,12 @@ async def translated(arrival: Arrival) -> Result:
     except InvalidRequestError as exc:
         raise await refuse(call, exc) from None
     sent = await through_chat(
-        call, arrival, request.body, request.model, request.limit, f"{provider}/{SURFACE}"
+        call,
+        arrival,
+        request.body,
+        request.model,
+        await output_limit(arrival, request),
+        f"{provider}/{SURFACE}",
     )
     if isinstance(sent, Replay):
         return respond.replay(sent)
@@ -332,6 +337,16 @@ async def translated(arrival: Arrival) -> Result:
     _usd, cost_header = call.cost_fields(usage)
     await respond.settle_answer(call, usage, payload, estimated=estimated, latency=latency)
     return Answer(payload, {**headers, "X-Request-Cost": cost_header})
+
+
+async def output_limit(arrival: Arrival, request: translate.Translated) -> int:
+    """The client's `max_tokens`, at most the model's maximum output (the catalog's): a
+    client of the Messages API sets it for Claude's models, whose limits differ."""
+    catalog = await arrival.state.catalog.get()
+    resolved = catalog.resolve(arrival.provider, request.model)
+    if resolved.refused:  # refused by `through_chat`, logged
+        return request.limit
+    return min(request.limit, resolved.price.max_output)
 
 
 class TranslatedFrames:
