@@ -3,25 +3,26 @@
 On the paths of providers whose upstream speaks it (Claude's), it is passed
 to Anthropic; on the others it is translated to and from the provider's chat
 API (`translate.messages`, `translate.message_answer`) and sent, reserved and
-billed as a chat completion is (`chat.through_chat`), fallbacks included: a
-JSON answer is charged its chat usage, a stream the usage of its last chunks
-(asked for with `stream_options.include_usage`), shown to the client in
-`message_delta`. There `count_tokens` is the gateway's own count of the
-translated prompt (`billing.tokens`: exact for OpenAI's models, a safe bound
-for the others), free as on Claude's path.
+billed as a chat completion is (`chat.through_chat`), fallbacks included, its
+`max_tokens` at most the model's maximum output: a JSON answer is charged its
+chat usage, a stream the usage of its last chunks (asked for with
+`stream_options.include_usage`), shown to the client in `message_delta`.
 
-Passed through: the client speaks Anthropic's own wire format, so nothing is
-translated: its body bytes go to Anthropic as they came, re-encoded only when the gateway must
-change a field (the model id when the catalog maps an alias, `max_tokens` when
-the balance pays for a lower limit). The reservation bounds the prompt by the
-bytes sent (base64 images replaced by their image tokens, the hidden tool-use
-system prompt added) and the output by `max_tokens`, at the dearest rates. A
-JSON answer is charged its `usage`; a stream is relayed event for event and
-charged the usage of `message_start` and `message_delta`, cache reads and
-cache writes (by TTL) included. No fallbacks: the body names one model.
+Passed through, the client's body bytes go to Anthropic as they came,
+re-encoded only when the gateway must change a field (the model id when the
+catalog maps an alias, `max_tokens` when the balance pays for a lower limit).
+The reservation bounds the prompt by the bytes sent (base64 images replaced
+by their image tokens, the hidden tool-use system prompt added) and the
+output by `max_tokens`, at the dearest rates. A JSON answer is charged its
+`usage`; a stream is relayed event for event and charged the usage of
+`message_start` and `message_delta`, cache reads and cache writes (by TTL)
+included. No fallbacks: the body names one model.
 
 `count_tokens` is free: authenticated and counted against the key's request
-rate, neither reserved nor charged nor written to the usage log.
+rate, neither reserved nor charged nor written to the usage log. Where the
+Messages API is translated it is the gateway's own count of the translated
+prompt (`billing.tokens`: exact for OpenAI's models, a safe bound for the
+others); Anthropic counts it on Claude's path.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Anthropic's Messages API over a provider's chat API: the request, the answer, the stream.
+"""Anthropic's Messages API over a provider's chat API: the request.
 
 For the providers whose upstream does not speak the Messages API (every one
 but Claude's), a Messages body is translated to a chat body (`to_chat`),
@@ -31,7 +31,8 @@ Refused with a 400 naming the field, before anything is reserved or sent
 server tools (a `type` other than custom), `document` blocks and any other
 block type, images in a tool result, sources other than base64 and url, a
 last message from the assistant (a prefill: chat completions do not continue
-a message), `output_config.format`, and every unknown field.
+a message), `output_config.format`, what runs at Anthropic only
+(`mcp_servers`, `container`, `context_management`), and every unknown field.
 """
 
 from __future__ import annotations
