@@ -135,7 +135,8 @@ ROUTE_UNDER_PROVIDER = re.compile(r"^/ai/([^/]+)/(.+)$")
 
 def served_endpoints(routers: list[APIRouter]) -> dict[str, list[str]]:
     """The endpoints under the provider paths: those of every path under "*" (`chat/completions`,
-    ...), and those of one provider's path only (`v1/messages` on Claude's) under its name."""
+    `v1/messages`, ...), and those of one provider's path only (`v1/models` on Claude's) under
+    its name."""
     found: dict[str, list[str]] = {}
     for route in (route for router in routers for route in router.routes):
         matched = ROUTE_UNDER_PROVIDER.match(getattr(route, "path", ""))

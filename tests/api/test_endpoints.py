@@ -70,6 +70,21 @@ def test_an_endpoint_not_served_is_a_404_naming_what_is(
     ]
 
 
+@pytest.mark.parametrize("path", ["openai", "v1", "claude", "mistral", "llama", "deepseek"])
+def test_every_path_names_the_messages_api_among_what_it_serves(
+    gateway: Gateway, path: str
+) -> None:
+    key = gateway.create_user("alice", "10")
+    r = httpx.post(f"{gateway.url}/ai/{path}/v1/complete", headers={"X-API-Key": key}, json={})
+    assert r.status_code == 404
+    message = r.json()["error"]["message"]
+    assert message.startswith(f"/ai/{path}/v1/complete is not served")
+    served = message.split("it serves ")[1]
+    for endpoint in ("chat/completions", "v1/messages", "v1/messages/count_tokens"):
+        assert f"{endpoint}," in served or f"{endpoint} under" in served
+    assert ("v1/models" in served) == (path == "claude")
+
+
 def test_an_unknown_provider_path_is_not_named_as_served(gateway: Gateway) -> None:
     key = gateway.create_user("alice", "10")
     r = httpx.post(f"{gateway.url}/ai/nope/images/generations", headers={"X-API-Key": key})

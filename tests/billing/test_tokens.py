@@ -70,3 +70,15 @@ def test_prompt_estimate_counts_messages_tools_and_framing() -> None:
     assert estimate >= text + framing + 1000
     assert estimate <= text + framing + 1000 + 40  # the tools' JSON, the name, the joins
     assert tokens.prompt_tokens("not json", "openai", None, 1000) is None
+
+
+def test_prompt_estimate_counts_the_system_prompt_of_a_messages_body() -> None:
+    blocks = [{"type": "text", "text": ENGLISH, "cache_control": {"type": "ephemeral"}}]
+    for system in (ENGLISH, blocks):
+        body = {"model": "m", "system": system, "messages": [{"role": "user", "content": "hi"}]}
+        raw = orjson.dumps(body).decode()
+        estimate = tokens.prompt_tokens(raw, "openai", "gpt-4o", image_allowance=1000)
+        text = tokens.count_tokens(ENGLISH) + tokens.count_tokens("hi")
+        framing = 3 * 2 + 3  # the system prompt, one message, the reply
+        assert estimate is not None
+        assert text + framing <= estimate <= text + framing + 3  # the join

@@ -8,12 +8,14 @@ from a strategy of the OpenAI Chat Completions shape, mutated. Headers (keys,
 Idempotency-Key, X-Request-ID, Content-Type) are generated too. For every
 request: no 500, no "database unavailable" while the database is up, and every
 error in the OpenAI shape `{"error": {"message", "type", "param", "code"}}` (on the
-Anthropic Messages API, Anthropic's `{"type": "error", "error": {"type", "message"}}`).
+Anthropic Messages API of every path, Anthropic's `{"type": "error", "error": {"type",
+"message"}}`).
 """
 
 from __future__ import annotations
 
 import random
+import re
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +35,8 @@ Strategy = st.SearchStrategy[Any]
 PROVIDERS = ["openai", "claude", "mistral", "llama", "deepseek", "v1"]
 ROLES = ["system", "developer", "user", "assistant", "tool"]
 SKIP = {"/ai/docs", "/ai/openapi.json"}
-ANTHROPIC_SURFACE = "/ai/claude/v1/"  # the Messages API and its models: Anthropic's shape
+# the Messages API (on every path) and Claude's model list answer in Anthropic's shape
+ANTHROPIC_SURFACE = re.compile(r"^/ai/(claude/v1/|[^/]+/v1/messages(/count_tokens)?$)")
 
 # PostgreSQL cannot store NUL in text; that bug has its own tests in test_security.py, so
 # the fuzzer leaves NUL out to look for others.
@@ -192,7 +195,7 @@ def check(r: httpx.Response, where: str) -> None:
     assert "Traceback" not in r.text, where
     if r.status_code < 400:
         return
-    if r.request.url.path.startswith(ANTHROPIC_SURFACE):
+    if ANTHROPIC_SURFACE.match(r.request.url.path):
         body = r.json()
         assert body["type"] == "error", where
         assert set(body["error"]) == {"type", "message"}, f"{where}: {body}"

@@ -138,8 +138,8 @@ def text_tokens(text: str, provider: str, model: str | None) -> int:
 def prompt_tokens(raw: str, provider: str, model: str | None, image_allowance: int) -> int | None:
     """An estimate of the prompt tokens of an OpenAI-shaped request body (None if unreadable).
 
-    The messages' text (content, names, tool calls, reasoning), or the
-    Responses API's `instructions` and `input` items, the tool definitions
+    The messages' text (content, names, tool calls, reasoning), the Messages
+    API's `system`, or the Responses API's `instructions` and `input` items, the tool definitions
     and the response format are counted as `text_tokens` does,
     with OpenAI's framing of 3 tokens a message and 3 for the reply; an
     image counts `image_allowance`.
@@ -173,6 +173,10 @@ def prompt_tokens(raw: str, provider: str, model: str | None, image_allowance: i
     if isinstance(instructions, str):
         framing += PER_MESSAGE
         texts.append(instructions)
+    system = body.get("system")  # the Messages API's
+    if system:
+        framing += PER_MESSAGE
+        images += _collect(system, texts)
     inputs = body.get("input")  # the Responses API's
     if isinstance(inputs, str):
         framing += PER_MESSAGE

@@ -1,20 +1,30 @@
 """Anthropic Messages: the Messages API surface of the request pipeline (`pipeline`).
 
-The client speaks Anthropic's own wire format, so nothing is translated: its
-body bytes go to Anthropic as they came, re-encoded only when the gateway must
-change a field (the model id when the catalog maps an alias, `max_tokens` when
-the balance pays for a lower limit, a server tool's `max_uses` when the client
-gave none). The reservation bounds the prompt by the bytes sent (base64 images
-replaced by their image tokens, the hidden tool-use system prompt added), the
-input a server tool loop reads beyond them and the tools' per-use fees
-(`server_tools`), and the output by `max_tokens`, at the dearest rates. A
-JSON answer is charged its `usage`; a stream is relayed event for event and
-charged the usage of `message_start` and `message_delta`, cache reads and
-cache writes (by TTL) and server tool uses included. No fallbacks: the body
-names one model.
+On the paths of providers whose upstream speaks it (Claude's), it is passed
+to Anthropic; on the others it is translated to and from the provider's chat
+API (`translate.messages`, `translate.message_answer`) and sent, reserved and
+billed as a chat completion is (`chat.through_chat`), fallbacks included, its
+`max_tokens` at most the model's maximum output: a JSON answer is charged its
+chat usage, a stream the usage of its last chunks (asked for with
+`stream_options.include_usage`), shown to the client in `message_delta`.
+
+Passed through, the client's body bytes go to Anthropic as they came,
+re-encoded only when the gateway must change a field (the model id when the
+catalog maps an alias, `max_tokens` when the balance pays for a lower limit, a
+server tool's `max_uses` when the client gave none). The reservation bounds
+the prompt by the bytes sent (base64 images replaced by their image tokens,
+the hidden tool-use system prompt added), the input a server tool loop reads
+beyond them and the tools' per-use fees (`server_tools`), and the output by
+`max_tokens`, at the dearest rates. A JSON answer is charged its `usage`; a
+stream is relayed event for event and charged the usage of `message_start`
+and `message_delta`, cache reads and cache writes (by TTL) and server tool
+uses included. No fallbacks: the body names one model.
 
 `count_tokens` is free: authenticated and counted against the key's request
-rate, neither reserved nor charged nor written to the usage log.
+rate, neither reserved nor charged nor written to the usage log. Where the
+Messages API is translated it is the gateway's own count of the translated
+prompt (`billing.tokens`: exact for OpenAI's models, a safe bound for the
+others); Anthropic counts it on Claude's path.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from ai_service.billing import tokens
 from ai_service.billing.estimate import prompt_bound
 from ai_service.billing.images import find_message_images
 from ai_service.billing.pricing import NO_USE_PRICES
@@ -33,18 +44,30 @@ from ai_service.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
+from ai_service.providers import REGISTRY
 from ai_service.providers.anthropic import AnthropicAdapter, server_tools
 from ai_service.providers.anthropic.errors import error_body
 from ai_service.providers.anthropic.passthrough import MessagesRelayParser
 from ai_service.providers.anthropic.response import usage_from
 from ai_service.providers.anthropic.server_tools import ServerTools
 from ai_service.providers.anthropic.tools import tool_prompt_tokens
-from ai_service.providers.base import Adapter, JsonObject, StreamEvent, UpstreamRequest
-from ai_service.schemas import parse_body
+from ai_service.providers.base import (
+    Adapter,
+    ChatResult,
+    JsonObject,
+    StreamEvent,
+    UpstreamRequest,
+)
+from ai_service.schemas import parse_body, validate_chat
 from ai_service.services import pipeline, respond
 from ai_service.services.answers import Answer, Result, Streamed
 from ai_service.services.call import Arrival, Call, refuse
+from ai_service.services.chat import through_chat
+from ai_service.services.idempotency import Replay
+from ai_service.services.respond import Tally
 from ai_service.services.routing import Bound, Plan, Target
+from ai_service.translate import messages as translate
+from ai_service.translate.message_answer import MessageStream, frames, message_object
 from ai_service.upstream import UpstreamStream
 
 SURFACE = "messages"  # the request log's and the metrics' name of this API surface
@@ -109,6 +132,8 @@ def encoded(raw: bytes, body: JsonObject, model: str, limit: int) -> bytes:
 
 async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
     """Serve one Messages API request. Raises `ServiceError` before any byte is sent."""
+    if not REGISTRY[arrival.provider].speaks(SURFACE):
+        return await translated(arrival)
     call = arrival.call(SURFACE)
     state, provider, raw = arrival.state, arrival.provider, arrival.raw
     try:
@@ -212,7 +237,7 @@ class MessagesFrames:
         return b"".join(ev.frame or b"" for ev in events)
 
     def error(self, exc: ServiceError) -> bytes:
-        return b"event: error\ndata: " + orjson.dumps(error_shape(exc)) + b"\n\n"
+        return error_event(exc)
 
 
 def relayed(call: Call, upstream: UpstreamStream, headers: dict[str, str]) -> Streamed:
@@ -234,8 +259,16 @@ def error_shape(exc: ServiceError) -> dict[str, object]:
     return error_body(exc.status, exc.message)
 
 
+def error_event(exc: ServiceError) -> bytes:
+    """The `error` event that ends a Messages stream which failed after it began."""
+    return b"event: error\ndata: " + orjson.dumps(error_shape(exc)) + b"\n\n"
+
+
 async def count_tokens(arrival: Arrival, *, forwarded: Forwarded) -> Answer:
-    """Count a Messages body's input tokens upstream, free. Raises `ServiceError`."""
+    """Count a Messages body's input tokens upstream (the gateway's own count where the
+    upstream does not speak the Messages API), free. Raises `ServiceError`."""
+    if not REGISTRY[arrival.provider].speaks(SURFACE):
+        return await counted(arrival)
     state, principal, provider, raw = (
         arrival.state,
         arrival.principal,
@@ -262,3 +295,119 @@ async def count_tokens(arrival: Arrival, *, forwarded: Forwarded) -> Answer:
     request = adapter.passthrough(COUNT_TOKENS, sent, forwarded.headers)
     data = await state.upstream.exchange(adapter, request)
     return Answer(orjson.dumps(data), forwarded.answer_headers())
+
+
+# ---- translated through chat -------------------------------------------------------
+
+
+def message_id(call: Call) -> str:
+    """The id of the message answering `call`: its request id's (`req_...` -> `msg_...`)."""
+    return "msg_" + call.request_id.removeprefix("req_")
+
+
+async def translated(arrival: Arrival) -> Result:
+    """Serve a Messages API request through the provider's chat API."""
+    call = arrival.call(SURFACE)
+    provider = arrival.provider
+    try:
+        request = translate.to_chat(parse_body(arrival.raw))
+        call.stream = request.stream
+        validate_chat(request.body, arrival.state.settings.max_messages)
+    except InvalidRequestError as exc:
+        raise await refuse(call, exc) from None
+    sent = await through_chat(
+        call,
+        arrival,
+        request.body,
+        request.model,
+        await output_limit(arrival, request),
+        f"{provider}/{SURFACE}",
+    )
+    if isinstance(sent, Replay):
+        return respond.replay(sent)
+    target, result = sent
+    headers = {"X-Served-Model": target.resolved.model}
+    if not isinstance(result, ChatResult):
+        return respond.relay(call, result, TranslatedFrames(call), headers)
+    latency = call.elapsed_ms()
+    usage, estimated = result.usage, False
+    if usage is None:
+        generated = orjson.dumps(result.completion.get("choices")).decode()
+        usage, estimated = call.estimated_usage(call.output_tokens(generated)), True
+    try:
+        data = message_object(result.completion, message_id(call), target.resolved.model, usage)
+    except UpstreamError as exc:
+        raise await call.fail(UpstreamError(f"{call.provider}: {exc.message}")) from None
+    payload = orjson.dumps(data)
+    _usd, cost_header = call.cost_fields(usage)
+    await respond.settle_answer(call, usage, payload, estimated=estimated, latency=latency)
+    return Answer(payload, {**headers, "X-Request-Cost": cost_header})
+
+
+async def output_limit(arrival: Arrival, request: translate.Translated) -> int:
+    """The client's `max_tokens`, at most the model's maximum output (the catalog's): a
+    client of the Messages API sets it for Claude's models, whose limits differ."""
+    catalog = await arrival.state.catalog.get()
+    resolved = catalog.resolve(arrival.provider, request.model)
+    if resolved.refused:  # refused by `through_chat`, logged
+        return request.limit
+    return min(request.limit, resolved.price.max_output)
+
+
+class TranslatedFrames:
+    """Anthropic's events of a chat stream (`translate.message_answer.MessageStream`): the
+    open block's end, `message_delta` (the usage charged) and `message_stop` are the tail."""
+
+    __slots__ = ("call", "events", "tally")
+
+    def __init__(self, call: Call) -> None:
+        resolved = call.resolved
+        assert resolved is not None
+        self.call = call
+        self.events = MessageStream(message_id(call), resolved.model)
+        self.tally: Tally | None = None
+
+    def write(self, events: list[StreamEvent], tally: Tally) -> bytes:
+        out: list[JsonObject] = []
+        if self.tally is None:
+            self.tally = tally
+            out += self.events.opening(self.call.prompt_tokens())
+        for ev in events:
+            tally.add(ev)
+            if ev.chunk is not None:
+                out += self.events.feed(ev.chunk)
+        return frames(out) if out else b""
+
+    @property
+    def tail(self) -> bytes:
+        """The stream's end, with the usage charged (a whole message if nothing came)."""
+        tally = self.tally
+        opening: list[JsonObject] = []
+        if tally is None:
+            self.tally = tally = Tally(False, 0)
+            opening = self.events.opening(self.call.prompt_tokens())
+        usage, _estimated = respond.stream_usage(self.call, tally)
+        return frames([*opening, *self.events.closing(usage)])
+
+    def error(self, exc: ServiceError) -> bytes:
+        return error_event(exc)
+
+
+async def counted(arrival: Arrival) -> Answer:
+    """A Messages body's input tokens by the gateway's own count of its chat prompt, free.
+
+    Raises `ServiceError`.
+    """
+    state, principal, provider = arrival.state, arrival.principal, arrival.provider
+    body = parse_body(arrival.raw)
+    translate.check_fields(body)
+    prompt = translate.prompt(body)
+    catalog = await state.catalog.get()
+    resolved = catalog.resolve(provider, prompt["model"])
+    if resolved.refused:
+        raise catalog.refusal(provider, resolved)
+    await state.limiter.admit(principal, principal.limits, 0)
+    text = orjson.dumps(prompt).decode()
+    allowance = state.settings.image_token_allowance
+    count = tokens.prompt_tokens(text, provider, resolved.model, allowance)
+    return Answer(orjson.dumps({"input_tokens": count or 0}))

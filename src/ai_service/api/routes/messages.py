@@ -1,5 +1,7 @@
-"""POST /ai/claude/v1/messages and /ai/claude/v1/messages/count_tokens: Anthropic's own
-Messages API (`ANTHROPIC_BASE_URL=<gateway>/ai/claude`), its errors in Anthropic's shape;
+"""POST /ai/{provider}/v1/messages and /ai/{provider}/v1/messages/count_tokens (and
+/ai/v1/v1/...): Anthropic's Messages API on every provider path
+(`ANTHROPIC_BASE_URL=<gateway>/ai/<provider>`), passed to Anthropic on Claude's path and
+translated through chat on the others, its errors in Anthropic's shape everywhere;
 GET /ai/claude/v1/models (and one by id) in Anthropic's model-list shape."""
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ PROVIDER = "claude"
 router = APIRouter()
 
 
-async def serve(request: Request, service: Service) -> Response:
+async def serve(request: Request, path: str, service: Service) -> Response:
     """Serve a Messages API request; every error before the answer in Anthropic's shape."""
     try:
-        return render(await service(await intake(request, PROVIDER, SURFACE)))
+        return render(await service(await intake(request, path, SURFACE)))
     except Exception as exc:
         return error_response(exc, anthropic_shape)
 
@@ -39,21 +41,23 @@ def forwarded(request: Request) -> Forwarded:
 
 
 @router.post(
-    f"/ai/{PROVIDER}/v1/messages",
-    summary="Create a message (Anthropic Messages format, streamed or not)",
+    "/ai/{provider}/v1/messages",
+    summary="Create a message (Anthropic Messages format, streamed or not; translated "
+    "through chat on the paths of providers other than Claude)",
     response_model=None,
 )
-async def create_message(request: Request) -> Response:
-    return await serve(request, partial(messages, forwarded=forwarded(request)))
+async def create_message(provider: str, request: Request) -> Response:
+    return await serve(request, provider, partial(messages, forwarded=forwarded(request)))
 
 
 @router.post(
-    f"/ai/{PROVIDER}/v1/messages/count_tokens",
-    summary="Count a message's input tokens (Anthropic Messages format; free)",
+    "/ai/{provider}/v1/messages/count_tokens",
+    summary="Count a message's input tokens (Anthropic Messages format; free; the "
+    "gateway's own count on the paths of providers other than Claude)",
     response_model=None,
 )
-async def count_message_tokens(request: Request) -> Response:
-    return await serve(request, partial(count_tokens, forwarded=forwarded(request)))
+async def count_message_tokens(provider: str, request: Request) -> Response:
+    return await serve(request, provider, partial(count_tokens, forwarded=forwarded(request)))
 
 
 def model_object(model_id: str) -> dict[str, object]:
