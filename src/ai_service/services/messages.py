@@ -243,8 +243,7 @@ async def count_tokens(arrival: Arrival, *, forwarded: Forwarded) -> Answer:
         raise InvalidRequestError("model: Field required (the model's id).", param="model")
     catalog = await state.catalog.get()
     resolved = catalog.resolve(provider, requested)
-    if resolved.refused:
-        raise catalog.refusal(provider, resolved)
+    pipeline.check(principal, catalog, provider, resolved)
     adapter = state.adapters.get(provider)
     if not isinstance(adapter, AnthropicAdapter):
         raise UpstreamUnavailableError(
