@@ -52,7 +52,7 @@ def test_an_expired_key_is_401_saying_so_on_every_route(
     expire_now(gateway, key)
     before = gateway.balance("alice")
     assert_expired(chat(gateway, key))
-    for path in ("/ai/account", "/ai/usage", "/ai/openai/models"):
+    for path in ("/ai/account", "/ai/key", "/ai/usage", "/ai/openai/models"):
         assert_expired(httpx.get(gateway.url + path, headers={"X-API-Key": key}))
     client = openai.OpenAI(base_url=gateway.url + "/ai/openai", api_key=key, max_retries=0)
     with pytest.raises(openai.AuthenticationError) as caught:
@@ -91,3 +91,12 @@ def test_a_cached_key_expires_on_time_on_every_instance(
     # another key of the same user, without an expiry, still works
     other = first.create_key("alice")
     assert chat(second, other).status_code == 200
+
+
+def test_an_expiry_ahead_lets_the_key_work(gateway: Gateway) -> None:
+    key = gateway.create_user("alice", "10")
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+    gateway.set_key_policy(key, expires=ahead.isoformat())
+    assert chat(gateway, key).status_code == 200
+    shown = httpx.get(gateway.url + "/ai/key", headers={"X-API-Key": key}).json()
+    assert shown["data"]["expires_at"] == ahead.isoformat()
