@@ -205,15 +205,17 @@ def test_listings_show_only_the_models_the_key_may_use(gw: Gateway) -> None:
     nothing = gw.create_key("alice", allowed=["*:only-this-model"])
     headers = {"X-API-Key": sonnet}
     for path in PATHS:
-        listed = httpx.get(f"{gw.url}/ai/{path}/models", headers=headers).json()["data"]
+        listed = httpx.get(f"{gw.url}/ai/{path}/models", headers=headers, timeout=30).json()["data"]
         ids = {m["id"] for m in listed}
         expected = {"claude": {CLAUDE}, "openai": {"gpt-5.4-mini"}, "v1": {"gpt-5.4-mini"}}
         assert ids == expected.get(path, set()), path
-        none = httpx.get(f"{gw.url}/ai/{path}/models", headers={"X-API-Key": nothing}).json()
+        none = httpx.get(
+            f"{gw.url}/ai/{path}/models", headers={"X-API-Key": nothing}, timeout=30
+        ).json()
         assert none["data"] == []
     # the alias gpt-4o names gpt-5.4-mini, but gpt-4o itself is not on the list
     for model_id, status in (("gpt-5.4-mini", 200), ("gpt-4o", 404), ("gpt-5.4", 404)):
-        r = httpx.get(f"{gw.url}/ai/openai/models/{model_id}", headers=headers)
+        r = httpx.get(f"{gw.url}/ai/openai/models/{model_id}", headers=headers, timeout=30)
         assert r.status_code == status, model_id
     claude = anthropic.Anthropic(base_url=gw.url + "/ai/claude", api_key=sonnet, max_retries=0)
     assert [m.id for m in claude.models.list()] == [CLAUDE]
@@ -221,7 +223,9 @@ def test_listings_show_only_the_models_the_key_may_use(gw: Gateway) -> None:
     with pytest.raises(anthropic.NotFoundError):
         claude.models.retrieve("claude-3-5-haiku-20241022")
     unrestricted = gw.create_user("bob", "1")
-    everything = httpx.get(f"{gw.url}/ai/claude/v1/models", headers={"X-API-Key": unrestricted})
+    everything = httpx.get(
+        f"{gw.url}/ai/claude/v1/models", headers={"X-API-Key": unrestricted}, timeout=30
+    )
     assert len(everything.json()["data"]) > 1
 
 
@@ -360,6 +364,7 @@ def test_a_changed_list_applies_at_once_where_made_and_within_the_cache_time_els
         f"{second.url}/ai/admin/api/keys/{key[:12]}",
         headers={"X-Admin-Key": ADMIN_KEY},
         json={"allowed_models": ["claude:*"]},
+        timeout=30,
     )
     assert r.status_code == 200 and r.json()["allowed_models"] == ["claude:*"]
     changed = time.monotonic()

@@ -53,7 +53,7 @@ def test_an_expired_key_is_401_saying_so_on_every_route(
     before = gateway.balance("alice")
     assert_expired(chat(gateway, key))
     for path in ("/ai/account", "/ai/key", "/ai/usage", "/ai/openai/models"):
-        assert_expired(httpx.get(gateway.url + path, headers={"X-API-Key": key}))
+        assert_expired(httpx.get(gateway.url + path, headers={"X-API-Key": key}, timeout=30))
     client = openai.OpenAI(base_url=gateway.url + "/ai/openai", api_key=key, max_retries=0)
     with pytest.raises(openai.AuthenticationError) as caught:
         client.responses.create(model="gpt-5.4-mini", input="hi")
@@ -98,5 +98,5 @@ def test_an_expiry_ahead_lets_the_key_work(gateway: Gateway) -> None:
     ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
     gateway.set_key_policy(key, expires=ahead.isoformat())
     assert chat(gateway, key).status_code == 200
-    shown = httpx.get(gateway.url + "/ai/key", headers={"X-API-Key": key}).json()
+    shown = httpx.get(gateway.url + "/ai/key", headers={"X-API-Key": key}, timeout=30).json()
     assert shown["data"]["expires_at"] == ahead.isoformat()
