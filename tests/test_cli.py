@@ -137,6 +137,38 @@ def test_rate_limits_of_users_and_keys(cli) -> None:
     assert cli("users", "limits", "frank", "--rpm", "lots", ok=False).returncode == 2
 
 
+def test_keys_with_an_allow_list_and_expiry(cli) -> None:
+    cli("users", "create", "gina")
+    created = cli(
+        "keys",
+        "create",
+        "gina",
+        "--allow",
+        "openai:*",
+        "--allow",
+        "claude:claude-sonnet-*",
+        "--expires",
+        "2099-01-01",
+    )
+    prefix = created.stdout.strip().splitlines()[-1][:12]
+    line = cli("keys", "show", prefix).stdout
+    assert f"{prefix}  gina" in line and "allows openai:*,claude:claude-sonnet-*" in line
+    assert "expires 2099-01-01T00:00:00+00:00" in line
+
+    changed = orjson.loads(cli("keys", "update", prefix, "--allow", "*:gpt-4.1*", "--json").stdout)
+    assert changed["allowed_models"] == ["*:gpt-4.1*"]
+    assert changed["expires_at"] == "2099-01-01T00:00:00+00:00"  # not named: kept
+    cleared = orjson.loads(
+        cli("keys", "update", prefix, "--allow-all", "--no-expiry", "--json").stdout
+    )
+    assert (cleared["allowed_models"], cleared["expires_at"]) == (None, None)
+
+    refused = cli("keys", "update", prefix, "--allow", "anthropic:*", ok=False)
+    assert refused.returncode == 1 and "names no provider" in refused.stderr
+    clash = cli("keys", "update", prefix, "--allow", "openai:*", "--allow-all", ok=False)
+    assert clash.returncode == 2
+
+
 def test_models_sync_loads_a_newer_price_data_file(cli, tmp_path: Path) -> None:
     model = {
         "id": "gpt-5.4-mini",

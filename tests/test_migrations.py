@@ -1,4 +1,4 @@
-"""The revisions of the request id and dashboard sessions go up and down on both databases."""
+"""The revisions go up and down on both databases."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ai_service.storage.models import ApiSpendHourly
 from tests.support.databases import PostgresDatabase, backends
 
 
-def _schema(url: str) -> tuple[set[str], set[str]]:
-    """(the tables, the columns of `api_requests`)."""
+def _schema(url: str, table: str = "api_requests") -> tuple[set[str], set[str]]:
+    """(the tables, the columns of `table`)."""
 
     async def inspect() -> tuple[set[str], set[str]]:
         engine = make_engine(url)
@@ -25,7 +25,7 @@ def _schema(url: str) -> tuple[set[str], set[str]]:
                 return await conn.run_sync(
                     lambda sync: (
                         set(sa.inspect(sync).get_table_names()),
-                        {c["name"] for c in sa.inspect(sync).get_columns("api_requests")},
+                        {c["name"] for c in sa.inspect(sync).get_columns(table)},
                     )
                 )
         finally:
@@ -151,6 +151,24 @@ def test_budgets_fill_the_hourly_spend_from_the_settled_requests(
         assert asyncio.run(spend()) == [(1, "10:00", 500), (1, "11:00", 50), (2, "10:00", 7)]
         command.downgrade(alembic_config(url), "0007_response_owners")
         assert "api_spend_hourly" not in _schema(url)[0]
+    finally:
+        if database is not None:
+            database.drop()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_key_policies_migrate_up_and_down(backend: str, tmp_path: Path) -> None:
+    database = PostgresDatabase() if backend == "postgresql" else None
+    url = database.url if database is not None else f"sqlite:///{tmp_path / 'migrate.db'}"
+    policies = {"allowed_models", "expires_at"}
+    try:
+        upgrade(url)
+        assert policies <= _schema(url, "api_keys")[1]
+        command.downgrade(alembic_config(url), "0007_response_owners")
+        columns = _schema(url, "api_keys")[1]
+        assert not policies & columns and {"rpm_limit", "tpm_limit"} <= columns
+        upgrade(url)
+        assert policies <= _schema(url, "api_keys")[1]
     finally:
         if database is not None:
             database.drop()

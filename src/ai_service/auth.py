@@ -4,11 +4,18 @@ A key is `ais-` followed by 32 url-safe random bytes (256 bits). Only its
 SHA-256 is stored, with the first 12 characters as a visible prefix. Lookups go
 by hash (a unique index), so comparing secrets in Python is never needed; the
 admin key is compared with `hmac.compare_digest`.
+
+A key may carry an expiry time and a model allow-list (`allowlist`). The
+expiry travels with the cached key and is compared with the clock on every
+request, so a key expires on time on every instance, cached or not; a change
+of either (like a revocation) reaches the other instances within the cache's
+`ttl`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ai_service.allowlist import AllowList
 from ai_service.billing.budgets import Budget
 from ai_service.errors import AuthenticationError
 from ai_service.ratelimit import NO_LIMITS, Limits
@@ -63,6 +71,22 @@ class Principal:
     key_prefix: str
     limits: Limits = NO_LIMITS
     budgets: tuple[Budget, ...] = ()  # the key's and its user's, enforced in the reservation
+    allowed: AllowList | None = None  # None: every model
+    expires: float | None = None  # Unix time the key stops working at; None: never
+
+    def expired(self) -> bool:
+        return self.expires is not None and time.time() >= self.expires
+
+    def may_use(self, provider: str, requested: str, model: str) -> bool:
+        """Whether the key's allow-list lets it use `requested`, served as `model`."""
+        return self.allowed is None or self.allowed.permits(provider, requested, model)
+
+
+def expiry_error(expires: float) -> AuthenticationError:
+    moment = dt.datetime.fromtimestamp(expires, dt.UTC).isoformat()
+    return AuthenticationError(
+        f"This API key expired at {moment}; ask the operator for a new one.", code="key_expired"
+    )
 
 
 class KeyStore:
@@ -79,7 +103,8 @@ class KeyStore:
         self._loading: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def authenticate(self, secret: str | None) -> Principal:
-        """Raises `AuthenticationError` for a missing, unknown, revoked or disabled key."""
+        """Raises `AuthenticationError` for a missing, unknown, revoked, expired or disabled
+        key."""
         if not secret:
             raise AuthenticationError(
                 "Missing API key: send it in the X-API-Key header or as a Bearer token."
@@ -93,6 +118,8 @@ class KeyStore:
             principal = await self._load(digest, now)
         if principal is None:
             raise AuthenticationError("Invalid API key, or the key was revoked.")
+        if principal.expires is not None and principal.expired():
+            raise expiry_error(principal.expires)
         return principal
 
     async def _load(self, digest: str, now: float) -> Principal | None:
@@ -131,6 +158,8 @@ class KeyStore:
                 ApiKey.tpm_limit,
                 ApiUser.rpm_limit,
                 ApiUser.tpm_limit,
+                ApiKey.allowed_models,
+                ApiKey.expires_at,
             )
             .join(ApiUser, ApiUser.id == ApiKey.user_id)
             .where(
@@ -150,8 +179,15 @@ class KeyStore:
             user_id=row[2],
             user_name=row[3],
             limits=Limits(key_rpm=row[4], key_tpm=row[5], user_rpm=row[6], user_tpm=row[7]),
+            allowed=None if row[8] is None else AllowList.of(row[8]),
+            expires=None if row[9] is None else unix_time(row[9]),
             budgets=budgets,
         )
+
+
+def unix_time(moment: dt.datetime) -> float:
+    """A stored time as Unix seconds (SQLite returns it naive: it is UTC)."""
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
 async def load_budgets(session: AsyncSession, user_id: int, key_id: int) -> tuple[Budget, ...]:

@@ -290,14 +290,90 @@ def keys_limits(
     _limits(None, prefix, rpm, tpm, as_json)
 
 
+AllowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow",
+        help="a PROVIDER:MODEL glob the key may use (openai:*, claude:claude-sonnet-*); "
+        "repeat for more; without any, every model",
+    ),
+]
+ExpiresOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--expires",
+        help="when the key stops working: ISO 8601 (2027-01-01 is its midnight UTC) or "
+        "Unix seconds",
+    ),
+]
+
+
+def key_line(view: dict[str, Any]) -> str:
+    """A key on one line: prefix, user, status, expiry, allowed models."""
+    status = "revoked" if view["revoked"] else "expired" if view["expired"] else "active"
+    expires = f"  expires {view['expires_at']}" if view["expires_at"] else ""
+    allowed = view["allowed_models"]
+    models = f"  allows {','.join(allowed)}" if allowed is not None else ""
+    return f"{view['prefix']}  {view['user']:<20} {status}{expires}{models}"
+
+
 @keys.command("create")
-def keys_create(user: str, name: str | None = None) -> None:
+def keys_create(
+    user: str, name: str | None = None, allow: AllowOpt = None, expires: ExpiresOpt = None
+) -> None:
     """Create another key for a user; the key is printed on the last line."""
     from ai_service.services import accounts
 
-    key = run(lambda s: accounts.create_key(s, user, name))
+    policy = accounts.Policy(allowed=allow or None, expires=expires)
+    key = run(lambda s: accounts.create_key(s, user, name, policy))
     typer.echo(f"created key {key.prefix} for {user}")
     typer.echo(key.secret)
+
+
+@keys.command("show")
+def keys_show(prefix: str, as_json: JsonOpt = False) -> None:
+    """Show a key: its user, status, expiry, allowed models and rate limits."""
+    from ai_service.services import accounts
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        key = await accounts.get_key(session, prefix)
+        return accounts.key_view(key, await accounts.owner_name(session, key))
+
+    view = run(work)
+    emit(view, as_json, key_line(view))
+
+
+@keys.command("update")
+def keys_update(
+    prefix: str,
+    allow: AllowOpt = None,
+    allow_all: Annotated[
+        bool, typer.Option("--allow-all", help="clear the allow-list: every model")
+    ] = False,
+    expires: ExpiresOpt = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="the key never expires")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a key's allowed models or expiry (what is not named stays as it is).
+
+    Gateways apply it within AI_SERVICE_KEY_CACHE_SECONDS."""
+    from ai_service.services import accounts
+    from ai_service.services.limits import KEEP
+
+    if (allow and allow_all) or (expires is not None and no_expiry):
+        typer.echo("error: --allow and --allow-all, or --expires and --no-expiry, clash", err=True)
+        raise typer.Exit(2)
+    policy = accounts.Policy(
+        allowed=None if allow_all else allow or KEEP,
+        expires=None if no_expiry else KEEP if expires is None else expires,
+    )
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        key = await accounts.update_key(session, prefix, policy)
+        return accounts.key_view(key, await accounts.owner_name(session, key))
+
+    view = run(work)
+    emit(view, as_json, key_line(view))
 
 
 @keys.command("revoke")
@@ -313,10 +389,7 @@ def keys_list(user: str | None = None, as_json: JsonOpt = False) -> None:
     from ai_service.services import accounts
 
     rows = run(lambda s: accounts.list_keys(s, user))
-    text = "\n".join(
-        f"{r['prefix']}  {r['user']:<20} {'revoked' if r['revoked'] else 'active'}" for r in rows
-    )
-    emit(rows, as_json, text or "no keys")
+    emit(rows, as_json, "\n".join(key_line(r) for r in rows) or "no keys")
 
 
 def _budget_line(view: dict[str, Any]) -> str:

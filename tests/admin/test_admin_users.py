@@ -30,6 +30,11 @@ def test_create_user_shows_the_key_once_with_an_exact_opening_balance(
             "created_at": body["user"]["keys"][0]["created_at"],
             "revoked": False,
             "revoked_at": None,
+            "allowed_models": None,
+            "expires_at": None,
+            "expired": False,
+            "rpm_limit": None,
+            "tpm_limit": None,
         }
     ]
     assert account(admin_gateway, secret).json()["usd_available"] == "12.345678901"

@@ -1,10 +1,17 @@
-"""GET /ai/account and GET /ai/usage: a key holder sees only their own balance and log."""
+"""GET /ai/key, /ai/account and /ai/usage: a key holder sees only their own key, balance and
+log."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import httpx
 import pytest
 
+from ai_service.services import accounts, budget_admin
+from ai_service.services.limits import set_limits
+from tests.conftest import UPSTREAM_KEY
+from tests.fakes.openai_flavours import FakeOpenAI
 from tests.support.gateway import Gateway
 
 CHAT = "/ai/openai/chat/completions"
@@ -94,3 +101,75 @@ def test_account_needs_a_key(gateway: Gateway) -> None:
 def test_health_and_readiness(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/readyz").json()["database"] == "ok"
+
+
+def test_key_shows_its_user_policy_limits_balance_and_spend(
+    gateway_factory: Callable[..., Gateway], openai_upstream: FakeOpenAI
+) -> None:
+    gw = gateway_factory(
+        openai_api_key=UPSTREAM_KEY, openai_base_url=openai_upstream.base_url, default_tpm=50_000
+    )
+    gw.create_user("alice", "10")
+    key = gw.create_key(
+        "alice", allowed=["openai:gpt-5.4*", "claude:*"], expires="2099-01-01T12:30:00+02:00"
+    )
+    other = gw.create_key("alice")
+    gw.session(lambda s: set_limits(s, key_prefix=key[:12], rpm=30))
+    gw.session(lambda s: set_limits(s, user="alice", rpm=0))
+    for scope in ({"key_prefix": key[:12]}, {"user_name": "alice"}, {"key_prefix": other[:12]}):
+        gw.session(
+            lambda s, scope=scope: budget_admin.set_budget(
+                s, period="month", limit=5_000_000_000, **scope
+            )
+        )
+    for secret in (key, other):
+        assert (
+            httpx.post(
+                gw.url + CHAT, headers={"X-API-Key": secret}, json=BODY, timeout=30
+            ).status_code
+            == 200
+        )
+    gw.wait_settled()
+    r = httpx.get(gw.url + "/ai/key", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    key_id = gw.session(lambda s: accounts.get_key(s, key[:12])).id
+    (mine,) = gw.requests(key_id=key_id)
+    assert data == {
+        "object": "key",
+        "label": key[:12],
+        "prefix": key[:12],
+        "name": None,
+        "user": "alice",
+        "created_at": data["created_at"],
+        "expires_at": "2099-01-01T10:30:00+00:00",
+        "allowed_models": ["openai:gpt-5.4*", "claude:*"],
+        "rate_limits": {
+            "key": {"requests_per_minute": 30, "tokens_per_minute": None},
+            "user": {"requests_per_minute": None, "tokens_per_minute": 50_000},
+        },
+        "balance": data["balance"],
+        "usage": mine.cost / 1e9,
+        "spend": {
+            "today_usd": data["spend"]["total_usd"],
+            "month_usd": data["spend"]["total_usd"],
+            "total_usd": data["spend"]["total_usd"],
+        },
+        "budgets": data["budgets"],
+    }
+    # the key's own budget and its user's, with what each used; not the other key's
+    budgets = [(b["scope"], b["key_prefix"], b["nano_usd_used"]) for b in data["budgets"]]
+    assert budgets == [
+        ("key", key[:12], mine.cost),
+        ("user", None, gw.requests()[0].cost + mine.cost),
+    ]
+    assert data["balance"]["nano_usd_available"] == gw.balance("alice")[0]
+    assert data["spend"]["total_usd"] != "0" and int(mine.cost) > 0
+    unrestricted = httpx.get(gw.url + "/ai/key", headers={"X-API-Key": other}, timeout=30).json()[
+        "data"
+    ]
+    assert unrestricted["allowed_models"] is None and unrestricted["expires_at"] is None
+    account = httpx.get(gw.url + "/ai/account", headers={"X-API-Key": key}, timeout=30).json()
+    assert account["rate_limits"] == {"requests_per_minute": None, "tokens_per_minute": 50_000}
+    assert [b["scope"] for b in account["budgets"]] == ["key", "user"]
+    assert httpx.get(gw.url + "/ai/key").status_code == 401

@@ -208,3 +208,75 @@ def budget_journey(gw: Gateway, page: Any, problems: PageProblems) -> None:
     assert "No budgets" in page.locator("#budgets").inner_text()
     assert gw.scalar("SELECT count(*) FROM api_budgets") == 0
     assert problems == []
+
+
+def test_operator_limits_a_key_to_some_models_and_an_expiry(
+    admin_gateway: Gateway, openai_upstream: FakeOpenAI
+) -> None:
+    in_browser(lambda page, problems: key_policy_journey(admin_gateway, page, problems))
+
+
+def key_policy_journey(gw: Gateway, page: Any, problems: PageProblems) -> None:
+    backend = backend_of(gw)
+    gw.create_user("alice", "10")
+    base = gw.url + "/ai/admin"
+    page.goto(base + "/login")
+    page.fill("#key", ADMIN_KEY)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    page.goto(base + "/users/alice")
+
+    # a key for two model families, expiring at the end of the century
+    page.fill("#create-key input[name=name]", "limited")
+    page.fill("#create-key input[name=allowed]", "openai:gpt-5.4-mini, claude:claude-sonnet-*")
+    page.fill("#create-key input[name=expires]", "2099-12-31")
+    page.click("#create-key button")
+    secret = page.locator("#new-key").inner_text().strip()
+    row = page.locator("#keys tr", has_text="limited")
+    assert row.locator(".allowed").inner_text() == "openai:gpt-5.4-mini claude:claude-sonnet-*"
+    assert "2099-12-31" in row.locator(".expires").inner_text()
+    assert row.locator(".badge").inner_text() == "active"
+    shot(page, "10-key-policy", backend)
+
+    def chat(model: str) -> int:
+        return httpx.post(
+            gw.url + "/ai/openai/chat/completions",
+            headers={"X-API-Key": secret},
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        ).status_code
+
+    assert chat("gpt-5.4-mini") == 200
+    assert chat("gpt-5.4") == 403
+
+    # a pattern naming no provider is refused with its reason, and nothing changes
+    row.locator("summary").click()
+    row.locator("input[name=allowed]").fill("anthropic:*")
+    row.locator("button", has_text="Save").click()
+    assert "names no provider" in page.get_by_role("alert").inner_text()
+    problems.clear()  # the refused form answers 400, which Chromium logs as a console error
+    row = page.locator("#keys tr", has_text="limited")
+    assert row.locator(".allowed").inner_text() == "openai:gpt-5.4-mini claude:claude-sonnet-*"
+
+    # widened to every gpt-5.4 model: at once on this instance
+    row.locator("summary").click()
+    row.locator("input[name=allowed]").fill("openai:gpt-5.4*")
+    row.locator("button", has_text="Save").click()
+    page.wait_for_url(re.compile(r".*/users/alice\?done=key$"))
+    assert page.get_by_role("status").inner_text() == "Key updated."
+    row = page.locator("#keys tr", has_text="limited")
+    assert row.locator(".allowed").inner_text() == "openai:gpt-5.4*"
+    assert "2099-12-31" in row.locator(".expires").inner_text()  # kept as it was
+    assert chat("gpt-5.4") == 200
+
+    # cleared: every model, never expires
+    row.locator("summary").click()
+    row.locator("input[name=allowed]").fill("")
+    row.locator("input[name=expires]").fill("")
+    row.locator("button", has_text="Save").click()
+    page.wait_for_url(re.compile(r".*/users/alice\?done=key$"))
+    row = page.locator("#keys tr", has_text="limited")
+    assert row.locator(".allowed").inner_text() == "every model"
+    assert row.locator(".expires").inner_text() == ""
+    shot(page, "11-key-policy-cleared", backend)
+    assert problems == []

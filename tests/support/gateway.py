@@ -18,6 +18,7 @@ import uvicorn
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai_service import auth
 from ai_service.app import create_app
 from ai_service.billing import ledger
 from ai_service.billing.money import usd_to_nano
@@ -87,6 +88,17 @@ class Gateway:
         """A user with `balance` USD; returns the key."""
         key = self.session(lambda s: accounts.create_user(s, name, usd_to_nano(balance)))
         return key.secret
+
+    def create_key(self, user: str, **policy: Any) -> str:
+        """Another key for `user`, with an allow-list (`allowed`) or expiry (`expires`)."""
+        change = accounts.Policy(**policy)
+        return self.session(lambda s: accounts.create_key(s, user, None, change)).secret
+
+    def set_key_policy(self, key: str, **policy: Any) -> None:
+        """Set a key's allow-list (`allowed`) or expiry (`expires`) in the database, as the
+        CLI does: the gateways' key caches learn it when their entries expire."""
+        change = accounts.Policy(**policy)
+        self.session(lambda s: accounts.update_key(s, key[: auth.VISIBLE_CHARS], change))
 
     def balance(self, name: str) -> tuple[int, int]:
         """(available, reserved) nano-USD."""

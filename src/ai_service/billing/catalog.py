@@ -30,6 +30,7 @@ from genai_prices.types import ModelInfo, Provider
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai_service.allowlist import AllowList
 from ai_service.billing import pricedata
 from ai_service.billing.pricing import ANY_TIER, Price, Rate, utcnow
 from ai_service.errors import InvalidRequestError
@@ -286,9 +287,15 @@ class Catalog:
         spec = SPECS.get(provider)
         return [m for m in (spec.models if spec else ()) if self.price(provider, m) is None]
 
-    def refusal(self, provider: str, resolved: Resolved) -> InvalidRequestError:
-        """The 400 an unknown model gets under the `refuse` policy."""
-        priced = ", ".join(self.models(provider)) or "none"
+    def refusal(
+        self, provider: str, resolved: Resolved, allowed: AllowList | None = None
+    ) -> InvalidRequestError:
+        """The 400 an unknown model gets under the `refuse` policy, naming the priced models
+        (those of them `allowed`, when the key has an allow-list)."""
+        models = self.models(provider)
+        if allowed is not None:
+            models = {m: p for m, p in models.items() if allowed.allows(provider, m)}
+        priced = ", ".join(models) or "none"
         return InvalidRequestError(
             f"The model '{resolved.requested}' is not priced for the {provider} provider, "
             f"so the gateway cannot bill it. Priced models: {priced}. "

@@ -66,7 +66,8 @@ async def through_chat(
         return stored
     try:
         assert call.resolved is not None
-        chain = chain_for(state.settings, catalog, Target(arrival.provider, call.resolved))
+        first = Target(arrival.provider, call.resolved)
+        chain = chain_for(state.settings, catalog, first, call.principal.allowed)
         try:
             plan = plan_for(state, chain, body, call.stream, client_limit)
         except ServiceError as exc:

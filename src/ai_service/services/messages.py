@@ -281,8 +281,7 @@ async def count_tokens(arrival: Arrival, *, forwarded: Forwarded) -> Answer:
         raise InvalidRequestError("model: Field required (the model's id).", param="model")
     catalog = await state.catalog.get()
     resolved = catalog.resolve(provider, requested)
-    if resolved.refused:
-        raise catalog.refusal(provider, resolved)
+    pipeline.check(principal, catalog, provider, resolved)
     adapter = state.adapters.get(provider)
     if not isinstance(adapter, AnthropicAdapter):
         raise UpstreamUnavailableError(
@@ -404,8 +403,7 @@ async def counted(arrival: Arrival) -> Answer:
     prompt = translate.prompt(body)
     catalog = await state.catalog.get()
     resolved = catalog.resolve(provider, prompt["model"])
-    if resolved.refused:
-        raise catalog.refusal(provider, resolved)
+    pipeline.check(principal, catalog, provider, resolved)
     await state.limiter.admit(principal, principal.limits, 0)
     text = orjson.dumps(prompt).decode()
     allowance = state.settings.image_token_allowance

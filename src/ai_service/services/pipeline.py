@@ -9,8 +9,9 @@ A surface (chat completions, embeddings) supplies what is its own: parsing
 and validating the body, the plan of what each target is sent and may bill
 (`routing.Plan`), the upstream call of one attempt, and the answer. The
 steps between are these, written once: `resolve` (the model and its
-provider), `hold` (the Idempotency-Key), `reserve` (rate limits and the
-balance), `dispatch` (retries and fallbacks; a failure settles).
+provider, and whether the key may use them: `check`), `hold` (the
+Idempotency-Key), `reserve` (rate limits and the balance), `dispatch`
+(retries and fallbacks; a failure settles).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from __future__ import annotations
 import asyncio
 from typing import TypeVar
 
+from ai_service.allowlist import denial
+from ai_service.auth import Principal
 from ai_service.billing import ledger
 from ai_service.billing.budgets import Standing, tightest
-from ai_service.billing.catalog import Catalog
+from ai_service.billing.catalog import Catalog, Resolved
 from ai_service.billing.ledger import utcnow
 from ai_service.errors import (
     AuthenticationError,
@@ -47,13 +50,41 @@ UNAFFORDABLE = (
 RESERVATION_PATIENCE = 5.0
 
 
+def check(principal: Principal, catalog: Catalog, provider: str, resolved: Resolved) -> None:
+    """Whether this key may have this model served, the rule of every surface.
+
+    Raises `PermissionDeniedError` (403) for a model the key's allow-list does
+    not name (as requested or as resolved), `InvalidRequestError` (400) for an
+    unknown model under the `refuse` policy.
+    """
+    allowed = principal.allowed
+    if allowed is not None and not allowed.permits(provider, resolved.requested, resolved.model):
+        raise denial(provider, resolved.requested, resolved.model)
+    if resolved.refused:
+        raise catalog.refusal(provider, resolved, allowed)
+
+
+def check_reach(principal: Principal, provider: str) -> None:
+    """Whether this key may reach the provider at all, for a route that names no model.
+
+    Raises `PermissionDeniedError` (403) when its allow-list names none of its models.
+    """
+    allowed = principal.allowed
+    if allowed is not None and not allowed.reaches(provider):
+        raise denial(provider, None)
+
+
 async def resolve(call: Call, provider: str, requested: str) -> Catalog:
-    """Price the model asked for and check its provider; refuse (logged, free) what cannot be
-    served: an unknown model under the `refuse` policy, a provider without its key."""
+    """Price the model asked for and check it and its provider; refuse (logged, free) what
+    cannot be served: a model the key may not use, an unknown model under the `refuse`
+    policy, a provider without its key."""
     catalog = await call.state.catalog.get()
-    call.resolved = catalog.resolve(provider, requested)
-    if call.resolved.refused:
-        raise await refuse(call, catalog.refusal(provider, call.resolved))
+    resolved = call.resolved = catalog.resolve(provider, requested)
+    if resolved.refused or call.principal.allowed is not None:
+        try:
+            check(call.principal, catalog, provider, resolved)
+        except ServiceError as exc:
+            raise await refuse(call, exc) from None
     if provider not in call.state.adapters:
         variable = REGISTRY[provider].key_variable
         raise await refuse(

@@ -175,7 +175,9 @@ async def responses(arrival: Arrival) -> Result:
         # fallbacks where they speak the same API: the same provider's models
         chain = [
             target
-            for target in chain_for(state.settings, catalog, Target(provider, resolved))
+            for target in chain_for(
+                state.settings, catalog, Target(provider, resolved), principal.allowed
+            )
             if target.provider == provider
         ]
         try:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ai_service.allowlist import AllowList
 from ai_service.billing.catalog import Catalog, Resolved
 from ai_service.billing.estimate import prompt_bound
 from ai_service.billing.images import find_images
@@ -54,8 +55,11 @@ def parse_target(spec: str, default_provider: str) -> tuple[str, str]:
     return provider, model
 
 
-def chain_for(settings: Settings, catalog: Catalog, first: Target) -> list[Target]:
-    """The first target followed by its configured fallbacks (each once)."""
+def chain_for(
+    settings: Settings, catalog: Catalog, first: Target, allowed: AllowList | None
+) -> list[Target]:
+    """The first target followed by its configured fallbacks (each once), less those the
+    key's allow-list does not name (`allowed`; the first target is checked before)."""
     chain = [first]
     seen = {first.label}
     fallbacks = settings.fallbacks.get(first.label) or settings.fallbacks.get(
@@ -64,6 +68,8 @@ def chain_for(settings: Settings, catalog: Catalog, first: Target) -> list[Targe
     for spec in fallbacks:
         provider, model = parse_target(spec, first.provider)
         target = Target(provider, catalog.resolve(provider, model))
+        if allowed is not None and not allowed.permits(provider, model, target.resolved.model):
+            continue
         if target.label not in seen:
             chain.append(target)
             seen.add(target.label)

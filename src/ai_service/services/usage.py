@@ -397,15 +397,25 @@ async def daily(
     }
 
 
-async def spend_since(session: AsyncSession, user_id: int, since: dt.datetime | None) -> int:
+async def spend_since(
+    session: AsyncSession, user_id: int, since: dt.datetime | None, key_id: int | None = None
+) -> int:
+    """What a user (or one of its keys) spent since `since` (ever, with None), nano-USD."""
     stmt = select(func.coalesce(func.sum(ApiRequest.cost), 0)).where(ApiRequest.user_id == user_id)
+    if key_id is not None:
+        stmt = stmt.where(ApiRequest.key_id == key_id)
     if since is not None:
         stmt = stmt.where(ApiRequest.created_at >= since)
     return int(await session.scalar(stmt) or 0)
 
 
-async def count_since(session: AsyncSession, user_id: int, since: dt.datetime | None) -> int:
+async def count_since(
+    session: AsyncSession, user_id: int, since: dt.datetime | None, key_id: int | None = None
+) -> int:
+    """How many requests a user (or one of its keys) sent since `since`."""
     stmt = select(func.count(ApiRequest.id)).where(ApiRequest.user_id == user_id)
+    if key_id is not None:
+        stmt = stmt.where(ApiRequest.key_id == key_id)
     if since is not None:
         stmt = stmt.where(ApiRequest.created_at >= since)
     return int(await session.scalar(stmt) or 0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Date,
@@ -70,6 +71,10 @@ class ApiKey(Base):
     # rate limits per minute (ai_service.ratelimit): NULL or 0 = none beyond the user's
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    # the PROVIDER:MODEL patterns the key may use (ai_service.allowlist); NULL = every model
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    # when the key stops working (401 "expired"); NULL = never
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ApiModel(Base):

@@ -1,6 +1,7 @@
-"""GET /ai/account and GET /ai/usage: a key holder's own balance, spend and request log.
+"""GET /ai/key, GET /ai/account and GET /ai/usage: a key holder's own key, balance, spend
+and request log.
 
-Both need the caller's key (`X-API-Key` or Bearer) and show only that key
+All need the caller's key (`X-API-Key` or Bearer) and show only that key
 owner's data. Money is an exact USD decimal string (`"9.99961"`); days and
 months are UTC.
 """
@@ -14,23 +15,28 @@ from starlette.responses import Response
 
 from ai_service.api.deps import PrincipalDep, Since, StateDep, Until
 from ai_service.api.responses import json_response
-from ai_service.services import budget_admin, usage
+from ai_service.services import key_report, usage
 
 router = APIRouter(tags=["account"])
 
 
 @router.get(
+    "/ai/key",
+    summary="The caller's key: its user, expiry, allowed models, rate limits, balance, spend",
+)
+async def get_key(state: StateDep, principal: PrincipalDep) -> Response:
+    async with state.sessions() as session:
+        return json_response(await key_report.key_report(session, principal, state.settings))
+
+
+@router.get(
     "/ai/account",
     summary="The caller's balance, spend and request counts (today, this month, total), "
-    "totals per model, and the budgets its requests must stay within",
+    "totals per model, the user's rate limits and the budgets its requests must stay within",
 )
 async def get_account(state: StateDep, principal: PrincipalDep) -> Response:
     async with state.sessions() as session:
-        view = await usage.account(session, principal.user_id, principal.key_prefix)
-        view["budgets"] = await budget_admin.budget_views(
-            session, principal.user_id, principal.key_id
-        )
-    return json_response(view)
+        return json_response(await key_report.account_report(session, principal, state.settings))
 
 
 @router.get("/ai/usage", summary="The caller's request log, newest first, paged")

@@ -19,6 +19,7 @@ from ai_service.api.responses import json_response
 from ai_service.billing.money import usd_to_nano
 from ai_service.errors import InvalidRequestError
 from ai_service.services import accounts, usage
+from ai_service.services.limits import KEEP
 from ai_service.state import AppState
 
 PREFIX = "/ai/admin/api"
@@ -38,8 +39,46 @@ class TopUp(BaseModel):
     note: str | None = Field(None, max_length=500, description="why, for the ledger")
 
 
+ALLOW_HELP = (
+    "PROVIDER:MODEL glob patterns the key may use (`openai:*`, `claude:claude-sonnet-*`, "
+    "`*:gpt-4.1*`); null = every model"
+)
+EXPIRY_HELP = (
+    "when the key stops working: ISO 8601 (a date is its midnight UTC; UTC without an "
+    "offset) or Unix seconds; null = never"
+)
+Patterns = list[Annotated[str, Field(max_length=200)]]
+
+
 class NewKey(BaseModel):
     name: str | None = Field(None, max_length=accounts.NAME_MAX, description="a label")
+    allowed_models: Patterns | None = Field(
+        None, max_length=100, description=ALLOW_HELP, examples=[["openai:gpt-5.4*"]]
+    )
+    expires_at: str | None = Field(
+        None, max_length=40, description=EXPIRY_HELP, examples=["2027-01-01"]
+    )
+
+    def policy(self) -> accounts.Policy:
+        return accounts.Policy(allowed=self.allowed_models, expires=self.expires_at)
+
+
+class KeyUpdate(BaseModel):
+    """The fields to change; a field left out stays as it is, null clears it."""
+
+    allowed_models: Patterns | None = Field(
+        None, max_length=100, description=ALLOW_HELP, examples=[["claude:*"]]
+    )
+    expires_at: str | None = Field(
+        None, max_length=40, description=EXPIRY_HELP, examples=["2027-01-01T00:00:00Z"]
+    )
+
+    def policy(self) -> accounts.Policy:
+        given = self.model_fields_set
+        return accounts.Policy(
+            allowed=self.allowed_models if "allowed_models" in given else KEEP,
+            expires=self.expires_at if "expires_at" in given else KEEP,
+        )
 
 
 def parse_usd(text: str, param: str) -> int:
@@ -113,11 +152,16 @@ async def enable_user(name: str, state: StateDep) -> Response:
     return json_response(view)
 
 
-@router.post("/users/{name}/keys", summary="Create another key for a user (shown once)")
+@router.post(
+    "/users/{name}/keys",
+    summary="Create another key for a user (shown once), with its allow-list and expiry",
+)
 async def create_key(name: str, state: StateDep, body: NewKey | None = None) -> Response:
+    body = body or NewKey()
     async with state.sessions() as session:
-        key = await accounts.create_key(session, name, body.name if body else None)
-    return json_response(accounts.new_key_view(key), 201)
+        key = await accounts.create_key(session, name, body.name, body.policy())
+        view = accounts.key_view(await accounts.get_key(session, key.prefix), key.user)
+    return json_response({**view, **accounts.new_key_view(key)}, 201)
 
 
 @router.get("/keys", summary="List keys (prefixes only), by user or by prefix")
@@ -131,6 +175,26 @@ async def list_keys(
             await accounts.get_user(session, user)
         rows = await accounts.list_keys(session, user, prefix)
     return json_response({"object": "list", "data": rows})
+
+
+@router.get("/keys/{prefix}", summary="A key by its visible prefix")
+async def show_key(prefix: str, state: StateDep) -> Response:
+    async with state.sessions() as session:
+        key = await accounts.get_key(session, prefix)
+        return json_response(accounts.key_view(key, await accounts.owner_name(session, key)))
+
+
+@router.patch(
+    "/keys/{prefix}",
+    summary="Change a key's allow-list or expiry (this instance at once, others within "
+    "the key cache's seconds)",
+)
+async def update_key(prefix: str, body: KeyUpdate, state: StateDep) -> Response:
+    async with state.sessions() as session:
+        key = await accounts.update_key(session, prefix, body.policy())
+        view = accounts.key_view(key, await accounts.owner_name(session, key))
+    state.keys.forget()
+    return json_response(view)
 
 
 @router.post("/keys/{prefix}/revoke", summary="Revoke a key by its visible prefix")

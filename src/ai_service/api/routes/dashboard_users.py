@@ -1,14 +1,15 @@
 """The dashboard's users pages: `/ai/admin/users` and `/ai/admin/users/{name}`.
 
 Balances, spend of the last 30 days, top-ups, keys (create, shown once;
-revoke), budgets (set, remove), disable / enable. Every change goes through
-`services.accounts` and `services.budget_admin`, as the CLI's and the admin
-API's do.
+allowed models and expiry; revoke), budgets (set, remove), disable / enable.
+Every change goes through `services.accounts` and `services.budget_admin`, as
+the CLI's and the admin API's do.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -24,6 +25,14 @@ from ai_service.services.accounts import NewKey
 
 router = APIRouter(include_in_schema=False)
 RECENT = 20
+SEPARATORS = re.compile(r"[\s,]+")
+
+
+def form_policy(form: dict[str, str]) -> accounts.Policy:
+    """A key's policy from a form: `allowed` patterns separated by spaces, commas or lines
+    (none: every model), `expires` a time (none: never)."""
+    patterns = [p for p in SEPARATORS.split(form.get("allowed", "")) if p]
+    return accounts.Policy(allowed=patterns or None, expires=form.get("expires") or None)
 
 
 def user_url(name: str, **query: str) -> str:
@@ -115,6 +124,7 @@ async def show_user(request: Request, name: str, done: str | None = None) -> Res
     notices = {
         "topup": "Balance topped up.",
         "revoked": "Key revoked.",
+        "key": "Key updated.",
         "disabled": "User disabled: every key stops working.",
         "enabled": "User enabled.",
         "budget": "Budget set.",
@@ -144,10 +154,27 @@ async def create_key(request: Request, name: str) -> Response:
     try:
         form = await read_form(request)
         async with get_state(request).sessions() as session:
-            key = await accounts.create_key(session, name, form.get("name") or None)
+            key = await accounts.create_key(
+                session, name, form.get("name") or None, form_policy(form)
+            )
     except ServiceError as exc:
         return await user_page(request, name, error=exc.message, status_code=exc.status)
     return await user_page(request, name, new_key=key, notice="Key created.")
+
+
+@router.post(BASE + "/users/{name}/keys/{prefix}/policy", response_model=None)
+async def update_key(request: Request, name: str, prefix: str) -> Response:
+    if (denied := await gate(request)) is not None:
+        return denied
+    state = get_state(request)
+    try:
+        form = await read_form(request)
+        async with state.sessions() as session:
+            await accounts.update_key(session, prefix, form_policy(form))
+    except ServiceError as exc:
+        return await user_page(request, name, error=exc.message, status_code=exc.status)
+    state.keys.forget()
+    return RedirectResponse(user_url(name, done="key"), 303)
 
 
 @router.post(BASE + "/users/{name}/keys/{prefix}/revoke", response_model=None)

@@ -69,14 +69,16 @@ EPOCH = "1970-01-01T00:00:00Z"
 
 
 async def catalog_ids(request: Request) -> list[str]:
-    """The Claude models the catalog prices, and its aliases; the caller's key is checked."""
+    """The Claude models the catalog prices, and its aliases, that the caller's key may use."""
     state = get_state(request)
     headers = request.headers
-    await state.keys.authenticate(
+    principal = await state.keys.authenticate(
         key_from_headers(headers.get("x-api-key"), headers.get("authorization"))
     )
     catalog = await state.catalog.get()
-    return sorted({*catalog.models(PROVIDER), *catalog.aliases.get(PROVIDER, {})})
+    aliases = catalog.aliases.get(PROVIDER, {})
+    ids = {*catalog.models(PROVIDER), *aliases}
+    return sorted(m for m in ids if principal.may_use(PROVIDER, m, aliases.get(m, m)))
 
 
 @router.get(f"/ai/{PROVIDER}/v1/models", summary="List Claude models (Anthropic format)")

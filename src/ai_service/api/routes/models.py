@@ -1,5 +1,6 @@
 """GET /ai/{provider}/models (the catalog's models of a provider, OpenAI list shape) and
-GET /ai/{provider}/models/{id} (one of them, OpenAI model shape).
+GET /ai/{provider}/models/{id} (one of them, OpenAI model shape). A key with a model
+allow-list sees only the models it may use.
 
 Each priced model carries its standard rates (USD per 1M tokens) and whether the
 provider deprecated it; ids the price data no longer prices are listed with
@@ -44,41 +45,46 @@ def model_entry(provider: str, model_id: str, price: Price) -> dict[str, Any]:
     return entry
 
 
-@router.get("/ai/{provider}/models", summary="List the catalog's models of a provider")
-async def list_models(provider: str, state: StateDep, _principal: PrincipalDep) -> Response:
+@router.get("/ai/{provider}/models", summary="List the catalog's models the key may use")
+async def list_models(provider: str, state: StateDep, principal: PrincipalDep) -> Response:
     target = provider_of(provider)
     catalog = await state.catalog.get()
     data = [
-        model_entry(target, mid, price) for mid, price in sorted(catalog.models(target).items())
+        model_entry(target, mid, price)
+        for mid, price in sorted(catalog.models(target).items())
+        if principal.may_use(target, mid, mid)
     ]
     for alias, model in sorted(catalog.aliases.get(target, {}).items()):
         price = catalog.price(target, model)
-        if price is not None:
+        if price is not None and principal.may_use(target, alias, model):
             data.append({**model_entry(target, alias, price), "alias_of": model})
     # ids the gateway listed that the price data no longer prices: refused (or
     # charged at the dearest price, flagged), shown so that clients can move off them
     data += [
         {"id": mid, "object": "model", "created": 0, "owned_by": target, "retired": True}
         for mid in catalog.retired(target)
+        if principal.may_use(target, mid, mid)
     ]
     return json_response({"object": "list", "data": data})
 
 
 @router.get("/ai/{provider}/models/{model_id:path}", summary="One model of the catalog")
 async def get_model(
-    provider: str, model_id: str, state: StateDep, _principal: PrincipalDep
+    provider: str, model_id: str, state: StateDep, principal: PrincipalDep
 ) -> Response:
-    """The model as `/models` lists it: an alias names its model, a retired id says so."""
+    """The model as `/models` lists it: an alias names its model, a retired id says so; a
+    model the key may not use is not found."""
     target = provider_of(provider)
     catalog = await state.catalog.get()
     model = catalog.aliases.get(target, {}).get(model_id, model_id)
-    price = catalog.price(target, model)
+    shown = principal.may_use(target, model_id, model)
+    price = catalog.price(target, model) if shown else None
     if price is not None:
         entry = model_entry(target, model_id, price)
         if model != model_id:
             entry["alias_of"] = model
         return json_response(entry)
-    if model_id in catalog.retired(target):
+    if shown and model_id in catalog.retired(target):
         return json_response(
             {"id": model_id, "object": "model", "created": 0, "owned_by": target, "retired": True}
         )

@@ -14,7 +14,7 @@ from ai_service.errors import NotFoundError, UpstreamUnavailableError
 from ai_service.providers import REGISTRY
 from ai_service.providers.openai_compat import OpenAICompatAdapter
 from ai_service.providers.openai_responses import retrieve_request
-from ai_service.services import response_owners
+from ai_service.services import pipeline, response_owners
 from ai_service.services.answers import Answer
 from ai_service.services.responses import SURFACE, responses
 
@@ -39,6 +39,7 @@ async def create_response(provider: str, request: Request) -> Response:
 async def retrieve_response(provider: str, response_id: str, request: Request) -> Response:
     target = provider_of(provider)
     taken = await intake(request, provider)
+    pipeline.check_reach(taken.principal, target)
     if not REGISTRY[target].speaks(SURFACE):
         raise NotFoundError(
             f"Response with id '{response_id[:80]}' not found: responses on the {provider} "

@@ -6,7 +6,7 @@ here from the requests already settled; a partial index finds the requests
 in flight of a user or key.
 
 Revision ID: 0009_budgets
-Revises: 0007_response_owners
+Revises: 0008_key_policies
 Create Date: 2026-11-30 11:00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_budgets"
-down_revision: str | None = "0007_response_owners"
+down_revision: str | None = "0008_key_policies"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
