@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
@@ -41,6 +42,8 @@ async def webhooks_page(
                 before=before,
                 payloads=True,
             )
+        for view in page["data"]:  # the body as sent (its keys in their order)
+            view["body"] = orjson.dumps(view.pop("payload")).decode()
     except ServiceError as exc:
         error = exc.message
     kept = {k: v for k, v in query.items() if v}
