@@ -4,18 +4,23 @@ times out, cuts the connection and is killed mid-delivery."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from ai_service.billing.money import usd_to_nano
 from ai_service.services import accounts, budget_admin
 from ai_service.storage.models import ApiWebhookEvent
+from tests.docs.test_examples import examples
 from tests.support.gateway import Gateway
-from tests.webhooks.conftest import ADMIN_KEY
+from tests.webhooks.conftest import ADMIN_KEY, SECRET
 from tests.webhooks.receiver import Receiver
 
 
@@ -198,3 +203,30 @@ def test_a_budget_that_refuses_a_request_sends_its_100_percent_alert(
     assert data["budget"]["limit_usd"] == "0.000001" and data["budget"]["used_usd"] == "0.0"
     time.sleep(0.5)
     assert len(events(gw)) == 1 and len(receiver.received()) == 1
+
+
+def test_the_verification_in_the_docs_accepts_real_deliveries_and_nothing_else(
+    hooked: Callable[..., Gateway], receiver: Receiver
+) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+    (example,) = [e for e in examples(docs) if "def verify(" in e.code]
+    namespace: dict[str, Any] = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(example.code, example.id, "exec"), namespace)  # noqa: S102  # our own docs
+    verify = namespace["verify"]
+    gw = hooked()
+    low_user(gw)
+    (delivery,) = receiver.wait_for(1)
+    assert verify(SECRET, delivery.headers, delivery.body) == delivery.payload
+    for headers, body in (
+        (delivery.headers, delivery.body.replace(b"alice", b"alicf")),
+        ({**delivery.headers, "webhook-id": "evt_other"}, delivery.body),
+        (delivery.headers, delivery.body + b" "),
+    ):
+        with pytest.raises(ValueError, match="no valid signature"):
+            verify(SECRET, headers, body)
+    with pytest.raises(ValueError, match="replay"):
+        verify(SECRET, delivery.headers, delivery.body, now=time.time() + 600)
+    other = "whsec_" + "B" * 32
+    with pytest.raises(ValueError, match="no valid signature"):
+        verify(other, delivery.headers, delivery.body)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from ai_service.api.deps import get_state
-from ai_service.api.web import BASE, gate, read_form, render
+from ai_service.api.web import BASE, error_page, gate, read_form, render
 from ai_service.errors import ServiceError
 from ai_service.services import webhook_admin
 from ai_service.webhooks.events import STATUSES, TYPES
@@ -75,7 +75,7 @@ async def retry(request: Request, event_id: str) -> Response:
         async with state.sessions() as session:
             await webhook_admin.retry_event(session, event_id)
     except ServiceError as exc:
-        return render(request, "error.html", exc.status, message=exc.message, status=exc.status)
+        return error_page(request, exc)
     if state.webhooks is not None:
         state.webhooks.wake.set()
     return RedirectResponse(f"{BASE}/webhooks?done=retry", 303)
