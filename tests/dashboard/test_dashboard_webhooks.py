@@ -63,6 +63,7 @@ def journey(gw: Gateway, receiver: Receiver, page: Any, problems: PageProblems) 
 
     page.select_option("#filters select[name=status]", "failed")
     page.click("#filters button")
+    page.wait_for_url(base + "/webhooks?status=failed&type=&user=")
     assert page.locator("#events tbody tr").count() == 1
     page.locator("#events tr", has_text="balance.low").locator("button").click()
     page.wait_for_url(base + "/webhooks?done=retry")

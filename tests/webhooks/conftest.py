@@ -21,8 +21,8 @@ ADMIN_KEY = "webhooks-admin-key-0123456789abcdef"
 FAST: dict[str, Any] = {
     "webhook_secret": SECRET,
     "webhook_timeout": 1.0,
-    "webhook_poll_seconds": 0.05,
-    "webhook_scan_seconds": 0.1,
+    "webhook_poll_seconds": 0.2,
+    "webhook_scan_seconds": 0.3,
     "webhook_retry_base_delay": 0.05,
     "webhook_retry_max_delay": 0.2,
     "webhook_max_attempts": 4,

@@ -112,6 +112,8 @@ class Webhooks:
                     )
             except DB_ERRORS:
                 log.warning("webhooks scan failed: database unreachable")
+            except Exception:  # the loop outlives a bug in one scan, and says so
+                log.exception("webhooks scan failed")
             await asyncio.sleep(period)
 
     def written(self, found: list[Written]) -> None:
@@ -131,6 +133,8 @@ class Webhooks:
                 busy = await self.deliver_batch()
             except DB_ERRORS:
                 log.warning("webhooks delivery paused: database unreachable")
+            except Exception:
+                log.exception("webhooks delivery failed")
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.webhook_poll_seconds):
@@ -140,12 +144,14 @@ class Webhooks:
     async def write_refusals(self) -> None:
         if not self.refusals:
             return
-        noted = list(self.refusals.values())
-        self.refusals.clear()
-        self.written(await detect.write_refusals(self.engine, noted))
+        noted = dict(self.refusals)
+        # kept until written: a database outage only delays them
+        self.written(await detect.write_refusals(self.engine, list(noted.values())))
         if len(self.sent) > SENT_MAX:
             self.sent.clear()
-        self.sent.update(detect.budget_key(r.budget, r.at, 100) for r in noted)
+        for key in noted:
+            self.refusals.pop(key, None)
+            self.sent.add(key)
 
     async def deliver_batch(self) -> bool:
         """Claim and deliver one batch of due events; returns whether the batch was full."""
