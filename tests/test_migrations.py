@@ -172,3 +172,20 @@ def test_key_policies_migrate_up_and_down(backend: str, tmp_path: Path) -> None:
     finally:
         if database is not None:
             database.drop()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_webhooks_migrate_up_and_down(backend: str, tmp_path: Path) -> None:
+    database = PostgresDatabase() if backend == "postgresql" else None
+    url = database.url if database is not None else f"sqlite:///{tmp_path / 'migrate.db'}"
+    tables = {"api_webhook_events", "api_balance_alerts", "api_leases"}
+    try:
+        upgrade(url)
+        assert tables <= _schema(url)[0]
+        command.downgrade(alembic_config(url), "0009_budgets")
+        assert not tables & _schema(url)[0]
+        upgrade(url)
+        assert tables <= _schema(url)[0]
+    finally:
+        if database is not None:
+            database.drop()

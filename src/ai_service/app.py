@@ -27,10 +27,12 @@ from ai_service.api.routes import (
     admin_budgets,
     admin_catalog,
     admin_usage,
+    admin_webhooks,
     chat,
     dashboard,
     dashboard_log,
     dashboard_users,
+    dashboard_webhooks,
     embeddings,
     health,
     messages,
@@ -50,6 +52,7 @@ from ai_service.ratelimit import build_limiter
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
+from ai_service.webhooks.runtime import Webhooks
 
 log = logging.getLogger("ai_service")
 
@@ -109,10 +112,13 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 settings.instance_lease_seconds,
             )
         )
+        state.webhooks = Webhooks.start(engine, settings, state.metrics, state.instance_id)
         try:
             yield
         finally:
             await state.drain()
+            if state.webhooks is not None:
+                await state.webhooks.close()
             await state.limiter.aclose()
             alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -236,9 +242,11 @@ def create_api(settings: Settings) -> FastAPI:
         admin_budgets,
         admin_catalog,
         admin_usage,
+        admin_webhooks,
         dashboard,
         dashboard_users,
         dashboard_log,
+        dashboard_webhooks,
     )
     routers = [
         m.router

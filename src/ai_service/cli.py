@@ -24,11 +24,13 @@ keys = typer.Typer(help="API keys.")
 models = typer.Typer(help="The model catalog and its prices.")
 db = typer.Typer(help="The database: its schema, and a check of the books.")
 budgets = typer.Typer(help="Spend limits per period on users and keys.")
+webhooks = typer.Typer(help="Alerts: the signed webhook events and their delivery.")
 app.add_typer(users, name="users")
 app.add_typer(budgets, name="budgets")
 app.add_typer(keys, name="keys")
 app.add_typer(models, name="models")
 app.add_typer(db, name="db")
+app.add_typer(webhooks, name="webhooks")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -443,6 +445,88 @@ def budgets_remove(budget_id: int) -> None:
 
     run(lambda s: budget_admin.remove_budget(s, budget_id))
     typer.echo(f"removed budget #{budget_id}")
+
+
+@users.command("alert")
+def users_alert(
+    name: str,
+    below: Annotated[
+        str | None, typer.Option(help="USD: balance.low fires below it; default, or 0 for none")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set a user's own balance.low threshold (`default`: the configured one)."""
+    from ai_service.billing.money import usd_to_nano
+    from ai_service.services import accounts, webhook_admin
+
+    default = settings().low_balance_alert_nano
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        if below is None:
+            return webhook_admin.alert_view(await accounts.get_user(session, name), default)
+        threshold = None if below.lower() == "default" else _usd(below, usd_to_nano)
+        return await webhook_admin.set_low_balance(session, name, threshold, default)
+
+    view = run(work)
+    applies = f"below ${view['applies_usd']}" if view["applies_usd"] else "never"
+    own = "its own" if view["low_balance_usd"] is not None else "the default"
+    emit(view, as_json, f"{name}: balance.low fires {applies} ({own})")
+
+
+def _event_line(view: dict[str, Any]) -> str:
+    last = (
+        f"  [{view['last_error']}]" if view["last_error"] and view["status"] != "delivered" else ""
+    )
+    return (
+        f"{view['id']}  {view['created_at'][:19]}  {view['status']:<9} "
+        f"{view['attempts']:>2}x  {view['type']:<16} {view['user'] or '-':<16} "
+        f"{view['summary']}{last}"
+    )
+
+
+@webhooks.command("list")
+def webhooks_list(
+    status: Annotated[str | None, typer.Option(help="pending, delivered or failed")] = None,
+    type: Annotated[str | None, typer.Option(help="balance.low or budget.threshold")] = None,
+    user: Annotated[str | None, typer.Option(help="a user's events")] = None,
+    limit: Annotated[int, typer.Option(help="events to show")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The webhook events, newest first, with their delivery status."""
+    from ai_service.services import webhook_admin
+
+    page = run(
+        lambda s: webhook_admin.events_page(
+            s, status=status, event_type=type, user_name=user, limit=limit
+        )
+    )
+    rows = page["data"]
+    emit(rows, as_json, "\n".join(_event_line(r) for r in rows) or "no events")
+
+
+@webhooks.command("show")
+def webhooks_show(event_id: str) -> None:
+    """One event with the body it is sent with (JSON)."""
+    from ai_service.services import webhook_admin
+
+    emit(run(lambda s: webhook_admin.event_detail(s, event_id)), True, "")
+
+
+@webhooks.command("retry")
+def webhooks_retry(event_id: str) -> None:
+    """Deliver an event again (a failed one, or one the receiver lost), at once."""
+    from ai_service.services import webhook_admin
+
+    view = run(lambda s: webhook_admin.retry_event(s, event_id))
+    typer.echo(f"{view['id']} is due now: a running gateway delivers it")
+
+
+@webhooks.command("secret")
+def webhooks_secret() -> None:
+    """Print a new random secret for AI_SERVICE_WEBHOOK_SECRET."""
+    from ai_service.webhooks.signing import new_secret
+
+    typer.echo(new_secret())
 
 
 @models.command("list")

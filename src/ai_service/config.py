@@ -12,7 +12,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +29,7 @@ from pydantic_settings import (
 
 from ai_service.billing.money import usd_to_nano
 from ai_service.providers import REGISTRY
+from ai_service.webhooks.signing import secret_key
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "admin", "password"})
 
@@ -134,6 +142,18 @@ class Settings(ProviderSettings):
     rate_limit_prefix: str = "ai-service:rl:"
     rate_limit_redis_timeout: float = Field(0.25, gt=0)
     rate_limit_redis_retry_seconds: float = Field(5.0, ge=0)
+    # alerts (ai_service.webhooks): signed webhooks to one URL, from a durable outbox
+    webhook_url: str | None = None
+    # Standard Webhooks' symmetric secret: `whsec_` and the base64 of 24 to 64 random bytes
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = Field(15.0, gt=0)
+    webhook_max_attempts: int = Field(16, ge=1)
+    webhook_retry_base_delay: float = Field(5.0, gt=0)
+    webhook_retry_max_delay: float = Field(6 * 3600.0, gt=0)
+    webhook_poll_seconds: float = Field(2.0, gt=0)
+    webhook_scan_seconds: float = Field(30.0, gt=0)
+    # `balance.low` fires below this many USD, for users without a threshold of their own
+    low_balance_alert_usd: str | None = None
 
     @field_validator("anthropic_web_search_usd_per_1k", mode="before")
     @classmethod
@@ -153,6 +173,40 @@ class Settings(ProviderSettings):
             if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
                 raise ValueError("AI_SERVICE_ADMIN_KEY must be a random secret of 16+ characters")
         return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret_key(value.get_secret_value())  # raises ValueError for a malformed secret
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("AI_SERVICE_WEBHOOK_URL must be an http:// or https:// URL")
+        return value or None
+
+    @field_validator("low_balance_alert_usd")
+    @classmethod
+    def _check_low_balance(cls, value: str | None) -> str | None:
+        if value is not None and usd_to_nano(value) < 0:
+            raise ValueError("AI_SERVICE_LOW_BALANCE_ALERT_USD cannot be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Settings:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("AI_SERVICE_WEBHOOK_URL needs AI_SERVICE_WEBHOOK_SECRET")
+        return self
+
+    @property
+    def low_balance_alert_nano(self) -> int | None:
+        """The default `balance.low` threshold in nano-USD (None: no default)."""
+        return (
+            None if self.low_balance_alert_usd is None else usd_to_nano(self.low_balance_alert_usd)
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,10 @@ never module-global) and the series below; `GET /metrics` renders it.
     ai_service_upstream_errors_total{provider,kind}            upstream failures by kind
     ai_service_requests_in_flight{provider}                    chat requests being served
     ai_service_http_responses_total{route,code}                every HTTP answer, refusals too
+    ai_service_webhook_events_total{type}                      alert events this process wrote
+    ai_service_webhook_attempts_total{outcome}                 delivery attempts: delivered, error
+    ai_service_webhook_failed_total{type}                      events given up (no attempt left)
+    ai_service_webhook_delivery_latency_seconds                an event's creation to its delivery
 
 Each worker process of `serve --workers N` has its own registry: scrape each
 process (run one worker per instance) or sum across instances in Prometheus.
@@ -40,6 +44,7 @@ from ai_service.billing.money import usd_float
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+WEBHOOK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 CHAT_PATH = re.compile(r"^/ai/([^/]+)/chat/completions$")
 ROUTES = (
@@ -154,6 +159,30 @@ class Metrics:
             "ai_service_http_responses",
             "HTTP responses by route group and status code (includes refused requests).",
             ["route", "code"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            "ai_service_webhook_events",
+            "Alert events written to the webhooks' outbox by this process, by type.",
+            ["type"],
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "ai_service_webhook_attempts",
+            "Webhook delivery attempts made by this process, by outcome (delivered, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_failed = Counter(
+            "ai_service_webhook_failed",
+            "Webhook events given up after their last attempt failed, by type.",
+            ["type"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "ai_service_webhook_delivery_latency_seconds",
+            "From a webhook event's creation to its delivery, retries included.",
+            buckets=WEBHOOK_BUCKETS,
             registry=r,
         )
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -22,6 +22,9 @@ from ai_service.metrics import Metrics
 from ai_service.providers.base import Adapter
 from ai_service.ratelimit import RateLimiter
 from ai_service.upstream import Upstream
+
+if TYPE_CHECKING:
+    from ai_service.webhooks.runtime import Webhooks
 
 log = logging.getLogger("ai_service")
 
@@ -69,6 +72,8 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     # per provider, the price of each kind of server tool use it bills per use
     use_prices: Mapping[str, UsePrices] = field(default_factory=dict)
+    # alerts: the webhooks' scan and deliveries (None when no webhook URL is set)
+    webhooks: Webhooks | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` to completion even if its caller is cancelled; tracked for shutdown."""

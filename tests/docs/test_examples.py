@@ -79,7 +79,7 @@ def test_the_docs_have_their_examples_marked() -> None:
         by_file.setdefault(example.file, set()).add(example.lang)
     assert by_file["docs/user-guide.md"] == {"sh", "python", "js"}
     assert by_file["README.md"] == {"sh", "python"}
-    assert by_file["docs/operations.md"] == {"sh"}
+    assert by_file["docs/operations.md"] == {"sh", "python"}
     assert len(ALL) >= 16
 
 
@@ -127,7 +127,9 @@ def command(example: Example, workdir: Path) -> list[str]:
 @pytest.mark.parametrize("example", ALL, ids=[e.id for e in ALL])
 def test_example_runs(example: Example, docs_gateway: Gateway, tmp_path: Path) -> None:
     key = docs_gateway.create_user("alice", "10")
-    assert DOC_URL in example.code, f"{example.id}: examples talk to {DOC_URL}"
+    # an example that talks to a server talks to the gateway (a verification of a
+    # webhook's signature talks to none)
+    assert DOC_URL in example.code or "://" not in example.code, f"{example.id}: {DOC_URL}"
     code = example.code.replace(DOC_URL, docs_gateway.url)
     runnable = Example(example.file, example.line, example.lang, code, example.expect)
     env = {

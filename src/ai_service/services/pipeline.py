@@ -209,6 +209,8 @@ async def reserve(call: Call, plan: Plan) -> None:
                 limiting = None
         affordable = plan.affordable(balance)
         if affordable < minimum:
+            if limiting is not None and state.webhooks is not None:
+                state.webhooks.refused(user_id, limiting.budget)  # its 100% alert
             error = InsufficientQuotaError(
                 UNAFFORDABLE if limiting is None else over_budget(limiting)
             )

@@ -54,6 +54,8 @@ class ApiUser(Base):
     # rate limits per minute (ai_service.ratelimit): NULL = the Settings default, 0 = unlimited
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    # the `balance.low` webhook's threshold (nano-USD): NULL = the setting's default, 0 = none
+    low_balance_nano: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):
@@ -305,3 +307,53 @@ class ApiSpendHourly(Base):
     hour: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInt)
     spent: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ApiWebhookEvent(Base):
+    """The webhooks' outbox: one event a row, written once and delivered at least once.
+
+    `dedup_key` names what the event is about (a budget's threshold in a period,
+    a user's balance falling low for the n-th time), so that a scan that runs
+    twice, or on two instances, never writes it twice. `payload` is the exact
+    body sent on every attempt. A delivery claims a row by moving its
+    `next_attempt_at` past the attempt's timeout: a claim that an instance did
+    not complete (it was killed mid-delivery) makes the row due again.
+    """
+
+    __tablename__ = "api_webhook_events"
+    __table_args__ = (Index("ix_api_webhook_events_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("api_users.id"))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP status
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiBalanceAlert(Base):
+    """Where a user's `balance.low` alert stands: `episode` counts the times its balance
+    went back above the threshold; `fired` says whether this episode's event is out."""
+
+    __tablename__ = "api_balance_alerts"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("api_users.id"), primary_key=True)
+    episode: Mapped[int] = mapped_column(Integer, default=0)
+    fired: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiLease(Base):
+    """A job that one instance at a time runs (the webhooks' scan): who holds it, until when."""
+
+    __tablename__ = "api_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
