@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@# the Node example of docs/user-guide.md runs against the official openai npm package;
 	@# tests/api/test_responses_clients.py against the Vercel AI SDK and the OpenAI Agents SDK
-	if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix $(VENV)/node openai@^7 ai@^7 @ai-sdk/openai@^4 @openai/agents@^0.20 zod@^4; fi
+	if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix $(VENV)/node openai@^7 ai@^7 @ai-sdk/openai@^4 @openai/agents@^0.20 zod@^4 @anthropic-ai/claude-code@^2.1; fi
 	touch $@
 
 install: $(BIN)/.installed

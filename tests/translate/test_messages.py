@@ -11,6 +11,7 @@ from ai_service.translate.messages import effort_of, prompt, to_chat
 
 MODEL = "gpt-5.4-mini"
 HELLO = [{"role": "user", "content": "Hello"}]
+DOC_BLOCK = {"type": "document", "source": {"type": "text", "data": "x"}}
 WEATHER = {
     "name": "get_weather",
     "description": "Weather of a city",
@@ -230,6 +231,35 @@ def test_service_tier_and_nulls_are_without_effect() -> None:
     assert set(chat) == {"model", "messages", "max_tokens"}
 
 
+def test_context_management_is_without_effect() -> None:
+    # Claude Code sends it with every request; the provider bills the conversation as sent
+    edits = {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}
+    chat = to_chat(body(context_management=edits)).body
+    assert set(chat) == {"model", "messages", "max_tokens"}
+
+
+def test_a_system_message_in_the_conversation_stays_in_its_place() -> None:
+    # Claude Code sends instructions as `system` messages between the turns
+    messages = [
+        *HELLO,
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": "Agents:"}, {"type": "text", "text": "a, b"}],
+        },
+        {"role": "assistant", "content": "Hi"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Go on"},
+    ]
+    chat = to_chat(body(messages=messages)).body
+    assert chat["messages"] == [
+        {"role": "user", "content": "Hello"},
+        {"role": "system", "content": "Agents:\n\na, b"},
+        {"role": "assistant", "content": "Hi"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Go on"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
@@ -255,7 +285,11 @@ def test_service_tier_and_nulls_are_without_effect() -> None:
         ({"stop_sequences": "END"}, "stop_sequences"),
         ({"model": ""}, "model"),
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        (
+            {"messages": [*HELLO, {"role": "system", "content": [DOC_BLOCK]}]},
+            "messages[1].content[0]",
+        ),
         ({"messages": [{"role": "user", "content": "x", "name": "ann"}]}, "messages[0].name"),
         ({"messages": [*HELLO, {"role": "assistant", "content": "The answer is"}]}, "messages[1]"),
     ],

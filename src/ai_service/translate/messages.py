@@ -24,7 +24,10 @@ usage arrives. Several text blocks are joined by a blank line.
 Dropped, as they change nothing billed: `cache_control` (top-level, on
 blocks and tools), text blocks' `citations`, the `thinking` and
 `redacted_thinking` blocks of the history (a chat API takes no reasoning
-back), `service_tier`, `thinking.display`, tools' `eager_input_streaming`.
+back), `service_tier`, `thinking.display`, tools' `eager_input_streaming`,
+`context_management` (Anthropic's trimming of old tool results and thinking
+on its side: the chat provider is sent, and bills, the conversation as sent;
+Claude Code sends it with every request).
 
 Refused with a 400 naming the field, before anything is reserved or sent
 (what cannot be translated could be neither bounded nor billed): `top_k`,
@@ -32,7 +35,7 @@ server tools (a `type` other than custom), `document` blocks and any other
 block type, images in a tool result, sources other than base64 and url, a
 last message from the assistant (a prefill: chat completions do not continue
 a message), `output_config.format`, what runs at Anthropic only
-(`mcp_servers`, `container`, `context_management`), and every unknown field.
+(`mcp_servers`, `container`), and every unknown field.
 """
 
 from __future__ import annotations
@@ -61,12 +64,11 @@ TRANSLATED = frozenset(
         "top_p",
     }
 )
-WITHOUT_EFFECT = frozenset({"cache_control", "service_tier"})
+WITHOUT_EFFECT = frozenset({"cache_control", "service_tier", "context_management"})
 REFUSED = {
     "top_k": "chat completions have no top_k sampling",
     "container": "containers run at Anthropic only",
     "mcp_servers": "MCP servers are called by Anthropic only",
-    "context_management": "context management runs at Anthropic only",
 }
 TEXT_KEYS = frozenset({"type", "text", "cache_control", "citations"})
 IMAGE_KEYS = frozenset({"type", "source", "cache_control"})
@@ -213,8 +215,16 @@ def chat_messages(message: object, where: str) -> list[JsonObject]:
         raise _invalid(where, "Input should be an object with role and content.")
     _keys(message, frozenset({"role", "content"}), where)
     role, content = message.get("role"), message.get("content")
-    if role not in ("user", "assistant"):
-        raise _invalid(f"{where}.role", "Input should be 'user' or 'assistant'.")
+    if role not in ("user", "assistant", "system"):
+        raise _invalid(f"{where}.role", "Input should be 'user', 'assistant' or 'system'.")
+    if role == "system":  # instructions within the conversation (Claude Code sends them)
+        if isinstance(content, list):
+            content = BLANK_LINE.join(
+                text_of(block, f"{where}.content[{i}]") for i, block in enumerate(content)
+            )
+        if not isinstance(content, str):
+            raise _invalid(f"{where}.content", "Input should be a string or text blocks.")
+        return [{"role": "system", "content": content}]
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list) or not content:
