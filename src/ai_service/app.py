@@ -49,6 +49,7 @@ from ai_service.errors import ServiceError, to_openai_error
 from ai_service.metrics import CHAT_PATH
 from ai_service.middleware import RequestContextMiddleware, request_context
 from ai_service.ratelimit import build_limiter
+from ai_service.retention import RetentionJob
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
@@ -113,12 +114,14 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             )
         )
         state.webhooks = Webhooks.start(engine, settings, state.metrics, state.instance_id)
+        retention = RetentionJob.start(engine, settings, state.instance_id)
         try:
             yield
         finally:
             await state.drain()
             if state.webhooks is not None:
                 await state.webhooks.close()
+            await retention.close()
             await state.limiter.aclose()
             alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -154,6 +154,13 @@ class Settings(ProviderSettings):
     webhook_scan_seconds: float = Field(30.0, gt=0)
     # `balance.low` fires below this many USD, for users without a threshold of their own
     low_balance_alert_usd: str | None = None
+    # retention (ai_service.retention): days each kind of row is kept (None: for good);
+    # request rows only go once their day's totals are written, which are kept for good
+    retention_payload_days: int | None = Field(30, ge=1)
+    retention_request_days: int | None = Field(None, ge=1)
+    retention_webhook_days: int | None = Field(90, ge=1)
+    # how often one instance (under a lease) writes the daily totals and prunes
+    retention_interval_seconds: float = Field(3600.0, gt=0)
 
     @field_validator("anthropic_web_search_usd_per_1k", mode="before")
     @classmethod

@@ -12,7 +12,10 @@ being idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from sqlalchemy import Table, or_, update
@@ -21,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ai_service.billing.ledger import utcnow
+from ai_service.storage.db import DB_ERRORS
 from ai_service.storage.models import ApiLease
 
 LEASES = cast(Table, ApiLease.__table__)
@@ -56,3 +60,30 @@ async def release(engine: AsyncEngine, name: str, holder: str) -> None:
             .where(LEASES.c.name == name, LEASES.c.holder == holder)
             .values(expires_at=utcnow())
         )
+
+
+async def periodically(
+    engine: AsyncEngine,
+    name: str,
+    holder: str,
+    period: float,
+    job: Callable[[], Awaitable[object]],
+    log: logging.Logger,
+    *,
+    wait_first: bool = False,
+) -> None:
+    """Run `job` every `period` seconds while `holder` holds the lease `name` (taken or
+    renewed before each run, for three periods); forever, until cancelled. The loop
+    outlives a database outage and a bug in one run, and logs them. With `wait_first`
+    the first run is a period after the start."""
+    if wait_first:
+        await asyncio.sleep(period)
+    while True:
+        try:
+            if await take(engine, name, holder, max(3 * period, 5)):
+                await job()
+        except DB_ERRORS:
+            log.warning("%s: database unreachable", name)
+        except Exception:
+            log.exception("%s failed", name)
+        await asyncio.sleep(period)

@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ai_service.billing.budgets import Budget, Standing
@@ -336,9 +336,12 @@ async def reconcile(conn: AsyncConnection) -> list[Discrepancy]:
     topups = await _sums(conn, TRANSACTIONS, TRANSACTIONS.c.amount, kind == "topup")
     charges = await _sums(conn, TRANSACTIONS, TRANSACTIONS.c.amount, kind == "charge")
     unpaid = await _sums(conn, TRANSACTIONS, TRANSACTIONS.c.amount, kind == "uncollected")
-    has_user = REQUESTS.c.user_id.is_not(None)
-    costs = await _sums(conn, REQUESTS, REQUESTS.c.cost - REQUESTS.c.uncollected, has_user)
-    logged_unpaid = await _sums(conn, REQUESTS, REQUESTS.c.uncollected, has_user)
+    # the request rows, with the days that retention pruned counted by their daily totals
+    from ai_service.services.usage_source import usage_rows
+
+    logged = await usage_rows(conn, lambda c: [c.user_id.is_not(None)], None, None)
+    costs = await _sums(conn, logged, logged.c.cost - logged.c.uncollected, true())
+    logged_unpaid = await _sums(conn, logged, logged.c.uncollected, true())
     found: list[Discrepancy] = []
     users = await conn.execute(select(USERS.c.id, USERS.c.usd_available, USERS.c.usd_reserved))
     for user_id, avail, reserved in users.all():
@@ -363,8 +366,8 @@ async def reconcile(conn: AsyncConnection) -> list[Discrepancy]:
     return found
 
 
-async def _sums(conn: AsyncConnection, table: Table, column: Any, where: Any) -> dict[int, int]:
-    """sum(column) per user of `table`, over the rows matching `where`."""
+async def _sums(conn: AsyncConnection, table: Any, column: Any, where: Any) -> dict[int, int]:
+    """sum(column) per user of `table` (a table or subquery), over the rows matching `where`."""
     user_id = table.c.user_id
     rows = await conn.execute(select(user_id, func.sum(column)).where(where).group_by(user_id))
     return {int(uid): int(total or 0) for uid, total in rows.all()}

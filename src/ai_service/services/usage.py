@@ -13,12 +13,13 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 import orjson
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, Subquery, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from ai_service.billing.money import micro_to_usd, usd_str
 from ai_service.errors import NotFoundError
+from ai_service.services.usage_source import usage_rows
 from ai_service.storage.models import ApiKey, ApiRequest, ApiRequestData, ApiUser
 
 PICO_PER_USD = 10**12
@@ -97,22 +98,38 @@ class Filters:
     status: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    key_id: int | None = None
+
+    def conditions(self, columns: Any) -> list[ColumnElement[bool]]:
+        """The conditions on anything but time, on the columns of either usage source
+        (`ApiRequest` or `ApiUsageDaily`: both name them alike)."""
+        found: list[ColumnElement[bool]] = []
+        if self.user_id is not None:
+            found.append(columns.user_id == self.user_id)
+        if self.key_id is not None:
+            found.append(columns.key_id == self.key_id)
+        if self.provider:
+            found.append(columns.provider == self.provider)
+        if self.model:
+            found.append(columns.model == self.model)
+        if self.status:
+            found.append(columns.status == self.status)
+        return found
 
     def apply(self, stmt: S) -> S:
-        if self.user_id is not None:
-            stmt = stmt.where(ApiRequest.user_id == self.user_id)
-        if self.provider:
-            stmt = stmt.where(ApiRequest.provider == self.provider)
-        if self.model:
-            stmt = stmt.where(ApiRequest.model == self.model)
-        if self.status:
-            stmt = stmt.where(ApiRequest.status == self.status)
+        """`stmt` over the request rows, narrowed to these filters."""
+        stmt = stmt.where(*self.conditions(ApiRequest))
         since, until = utc(self.since), utc(self.until)
         if since is not None:
             stmt = stmt.where(ApiRequest.created_at >= since)
         if until is not None:
             stmt = stmt.where(ApiRequest.created_at < until)
         return stmt
+
+    async def rows(self, session: AsyncSession) -> Subquery:
+        """The usage rows these filters cover (`usage_source.usage_rows`)."""
+        conn = await session.connection()
+        return await usage_rows(conn, self.conditions, utc(self.since), utc(self.until))
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -264,19 +281,19 @@ async def request_detail(session: AsyncSession, request_id: str) -> dict[str, An
     }
 
 
-def _measures() -> list[ColumnElement[Any]]:
+def _measures(u: Subquery) -> list[ColumnElement[Any]]:
     def count_status(status: str) -> ColumnElement[Any]:
-        return func.coalesce(func.sum(case((ApiRequest.status == status, 1), else_=0)), 0)
+        return func.coalesce(func.sum(case((u.c.status == status, u.c.requests), else_=0)), 0)
 
     return [
-        func.count(ApiRequest.id),
+        func.coalesce(func.sum(u.c.requests), 0),
         count_status("ok"),
         count_status("error"),
         count_status("cancelled"),
-        func.coalesce(func.sum(ApiRequest.prompt_tokens), 0),
-        func.coalesce(func.sum(ApiRequest.completion_tokens), 0),
-        func.coalesce(func.sum(ApiRequest.cost), 0),
-        func.coalesce(func.sum(ApiRequest.uncollected), 0),
+        func.coalesce(func.sum(u.c.prompt_tokens), 0),
+        func.coalesce(func.sum(u.c.completion_tokens), 0),
+        func.coalesce(func.sum(u.c.cost), 0),
+        func.coalesce(func.sum(u.c.uncollected), 0),
     ]
 
 
@@ -301,24 +318,23 @@ def _totals(values: Any) -> dict[str, Any]:
 
 async def summary(session: AsyncSession, filters: Filters, top: int = 10) -> dict[str, Any]:
     """Totals, and totals by provider, by model and by user (the `top` biggest spenders)."""
-    measures = _measures()
-    total = (await session.execute(filters.apply(select(*measures)))).one()
+    u = await filters.rows(session)
+    measures = _measures(u)
+    spent = func.coalesce(func.sum(u.c.cost), 0)
+    total = (await session.execute(select(*measures))).one()
     by_provider = await session.execute(
-        filters.apply(select(ApiRequest.provider, *measures))
-        .group_by(ApiRequest.provider)
-        .order_by(ApiRequest.provider)
+        select(u.c.provider, *measures).group_by(u.c.provider).order_by(u.c.provider)
     )
     by_model = await session.execute(
-        filters.apply(select(ApiRequest.provider, ApiRequest.model, *measures))
-        .group_by(ApiRequest.provider, ApiRequest.model)
-        .order_by(func.coalesce(func.sum(ApiRequest.cost), 0).desc(), ApiRequest.model)
+        select(u.c.provider, u.c.model, *measures)
+        .group_by(u.c.provider, u.c.model)
+        .order_by(spent.desc(), u.c.model)
     )
     by_user = await session.execute(
-        filters.apply(
-            select(ApiUser.name, *measures).join(ApiUser, ApiUser.id == ApiRequest.user_id)
-        )
+        select(ApiUser.name, *measures)
+        .join(ApiUser, ApiUser.id == u.c.user_id)
         .group_by(ApiUser.name)
-        .order_by(func.coalesce(func.sum(ApiRequest.cost), 0).desc(), ApiUser.name)
+        .order_by(spent.desc(), ApiUser.name)
         .limit(top)
     )
     return {
@@ -329,13 +345,6 @@ async def summary(session: AsyncSession, filters: Filters, top: int = 10) -> dic
         "by_model": [{"provider": r[0], "model": r[1], **_totals(r[2:])} for r in by_model],
         "top_users": [{"user": r[0], **_totals(r[1:])} for r in by_user],
     }
-
-
-def _day_column(session: AsyncSession) -> ColumnElement[Any]:
-    """The UTC day of a request as 'YYYY-MM-DD', in the database's own dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", ApiRequest.created_at), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", ApiRequest.created_at)
 
 
 def day_range(since: dt.datetime, until: dt.datetime) -> list[str]:
@@ -365,13 +374,13 @@ async def daily(
     """
     if filters.since is None or filters.until is None:
         raise ValueError("daily() needs filters.since and filters.until (see window())")
-    day = _day_column(session).label("day")
-    keys: list[Any] = [day]
+    u = await filters.rows(session)
+    keys: list[Any] = [u.c.day]
     if group_by == "provider":
-        keys.append(ApiRequest.provider)
+        keys.append(u.c.provider)
     elif group_by == "model":
-        keys += [ApiRequest.provider, ApiRequest.model]
-    stmt = filters.apply(select(*keys, *_measures())).group_by(*keys).order_by(*keys)
+        keys += [u.c.provider, u.c.model]
+    stmt = select(*keys, *_measures(u)).group_by(*keys).order_by(*keys)
     rows = (await session.execute(stmt)).all()
     width = len(keys)
     data: list[dict[str, Any]] = []
@@ -401,33 +410,24 @@ async def spend_since(
     session: AsyncSession, user_id: int, since: dt.datetime | None, key_id: int | None = None
 ) -> int:
     """What a user (or one of its keys) spent since `since` (ever, with None), nano-USD."""
-    stmt = select(func.coalesce(func.sum(ApiRequest.cost), 0)).where(ApiRequest.user_id == user_id)
-    if key_id is not None:
-        stmt = stmt.where(ApiRequest.key_id == key_id)
-    if since is not None:
-        stmt = stmt.where(ApiRequest.created_at >= since)
-    return int(await session.scalar(stmt) or 0)
+    u = await Filters(user_id, since=since, key_id=key_id).rows(session)
+    return int(await session.scalar(select(func.coalesce(func.sum(u.c.cost), 0))) or 0)
 
 
 async def count_since(
     session: AsyncSession, user_id: int, since: dt.datetime | None, key_id: int | None = None
 ) -> int:
     """How many requests a user (or one of its keys) sent since `since`."""
-    stmt = select(func.count(ApiRequest.id)).where(ApiRequest.user_id == user_id)
-    if key_id is not None:
-        stmt = stmt.where(ApiRequest.key_id == key_id)
-    if since is not None:
-        stmt = stmt.where(ApiRequest.created_at >= since)
-    return int(await session.scalar(stmt) or 0)
+    u = await Filters(user_id, since=since, key_id=key_id).rows(session)
+    return int(await session.scalar(select(func.coalesce(func.sum(u.c.requests), 0))) or 0)
 
 
 async def user_totals(
     session: AsyncSession, since: dt.datetime | None
 ) -> dict[int, dict[str, Any]]:
     """Requests and spend of every user with requests since `since`, by user id."""
-    stmt = select(ApiRequest.user_id, *_measures()).group_by(ApiRequest.user_id)
-    if since is not None:
-        stmt = stmt.where(ApiRequest.created_at >= utc(since))
+    u = await Filters(since=since).rows(session)
+    stmt = select(u.c.user_id, *_measures(u)).group_by(u.c.user_id)
     return {int(r[0]): _totals(r[1:]) for r in await session.execute(stmt) if r[0] is not None}
 
 
@@ -440,20 +440,20 @@ async def account(
         raise NotFoundError("No such user.")
     day = today()
     month = day.replace(day=1)
+    u = await Filters(user_id).rows(session)
     per_model = (
         await session.execute(
             select(
-                ApiRequest.provider,
-                ApiRequest.model,
-                func.count(),
-                func.coalesce(func.sum(ApiRequest.prompt_tokens), 0),
-                func.coalesce(func.sum(ApiRequest.completion_tokens), 0),
-                func.coalesce(func.sum(ApiRequest.cached_tokens), 0),
-                func.coalesce(func.sum(ApiRequest.cost), 0),
+                u.c.provider,
+                u.c.model,
+                func.coalesce(func.sum(u.c.requests), 0),
+                func.coalesce(func.sum(u.c.prompt_tokens), 0),
+                func.coalesce(func.sum(u.c.completion_tokens), 0),
+                func.coalesce(func.sum(u.c.cached_tokens), 0),
+                func.coalesce(func.sum(u.c.cost), 0),
             )
-            .where(ApiRequest.user_id == user_id)
-            .group_by(ApiRequest.provider, ApiRequest.model)
-            .order_by(ApiRequest.provider, ApiRequest.model)
+            .group_by(u.c.provider, u.c.model)
+            .order_by(u.c.provider, u.c.model)
         )
     ).all()
     return {
@@ -478,7 +478,7 @@ async def account(
             {
                 "provider": provider,
                 "model": model,
-                "requests": count,
+                "requests": int(count),
                 "prompt_tokens": int(prompt),
                 "completion_tokens": int(completion),
                 "cached_tokens": int(cached),

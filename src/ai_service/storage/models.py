@@ -121,6 +121,13 @@ class ApiRequest(Base):
     __table_args__ = (
         Index("ix_api_requests_user_created", "user_id", "id"),
         Index("ix_api_requests_status_instance", "status", "instance_id"),
+        # time ranges on PostgreSQL (rows arrive in time order: a BRIN index costs next
+        # to nothing to keep, and finds a day among millions of rows)
+        Index(
+            "ix_api_requests_created_brin",
+            "created_at",
+            postgresql_using="brin",
+        ).ddl_if(dialect="postgresql"),
         # the reservations in flight of a user or key, which its budgets count
         Index(
             "ix_api_requests_pending",
@@ -357,3 +364,39 @@ class ApiLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiUsageDaily(Base):
+    """What the settled requests of one UTC day came to, by user, key, provider, model and
+    status: written once per day by the retention job (`ai_service.retention`), kept when
+    the day's request rows are pruned, and read for whole days by the usage queries."""
+
+    __tablename__ = "api_usage_daily"
+    __table_args__ = (Index("ix_api_usage_daily_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    day: Mapped[dt.date] = mapped_column(Date)
+    user_id: Mapped[int | None] = mapped_column(BigInt)
+    key_id: Mapped[int | None] = mapped_column(BigInt)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    uncollected: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ApiRetention(Base):
+    """Where the retention job stands (one row): the days before `rolled_until` have their
+    totals in `api_usage_daily`; the request rows before `pruned_until` are gone."""
+
+    __tablename__ = "api_retention"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rolled_until: Mapped[dt.date | None] = mapped_column(Date)
+    pruned_until: Mapped[dt.date | None] = mapped_column(Date)
+    # the payloads of the requests with a smaller id have been looked at by the pruning
+    payloads_checked_id: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -101,20 +101,17 @@ class Webhooks:
     # ---- the scan ---------------------------------------------------------------
 
     async def scan_forever(self) -> None:
-        period = self.settings.webhook_scan_seconds
-        while True:
-            try:
-                if await leases.take(self.engine, SCAN_LEASE, self.instance_id, max(3 * period, 5)):
-                    self.written(
-                        await detect.scan(
-                            self.engine, self.settings.low_balance_alert_nano, utcnow()
-                        )
-                    )
-            except DB_ERRORS:
-                log.warning("webhooks scan failed: database unreachable")
-            except Exception:  # the loop outlives a bug in one scan, and says so
-                log.exception("webhooks scan failed")
-            await asyncio.sleep(period)
+        await leases.periodically(
+            self.engine,
+            SCAN_LEASE,
+            self.instance_id,
+            self.settings.webhook_scan_seconds,
+            self.scan,
+            log,
+        )
+
+    async def scan(self) -> None:
+        self.written(await detect.scan(self.engine, self.settings.low_balance_alert_nano, utcnow()))
 
     def written(self, found: list[Written]) -> None:
         for event in found:

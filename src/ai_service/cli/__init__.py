@@ -22,7 +22,7 @@ app = typer.Typer(help="ai-service: an OpenAI-compatible LLM gateway with prepai
 users = typer.Typer(help="Users and their balances.")
 keys = typer.Typer(help="API keys.")
 models = typer.Typer(help="The model catalog and its prices.")
-db = typer.Typer(help="The database: its schema, and a check of the books.")
+db = typer.Typer(help="The database: its schema, a check of the books, retention.")
 budgets = typer.Typer(help="Spend limits per period on users and keys.")
 webhooks = typer.Typer(help="Alerts: the signed webhook events and their delivery.")
 app.add_typer(users, name="users")
@@ -108,59 +108,6 @@ def serve(
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
-
-
-@db.command("upgrade")
-def db_upgrade() -> None:
-    """Apply the migrations."""
-    prepare_database(settings())
-    typer.echo("database is at the latest revision")
-
-
-@db.command("reconcile")
-def db_reconcile(as_json: JsonOpt = False) -> None:
-    """Check the books: every balance against its ledger; exit 1 if one disagrees.
-
-    Run it after restoring a backup (docs/operations.md). Requests still
-    pending hold reservations: a running gateway settles its own, and releases
-    those of instances that stopped once their lease has passed.
-    """
-    import dataclasses
-
-    from sqlalchemy import func, select
-
-    from ai_service.billing import ledger
-
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        conn = await session.connection()
-        found = await ledger.reconcile(conn)
-        names = dict((await conn.execute(select(ledger.USERS.c.id, ledger.USERS.c.name))).all())
-        pending = await conn.scalar(
-            select(func.count())
-            .select_from(ledger.REQUESTS)
-            .where(ledger.REQUESTS.c.status == "pending")
-        )
-        return {
-            "users": len(names),
-            "pending_requests": int(pending or 0),
-            "discrepancies": [
-                {"user": names.get(d.user_id), **dataclasses.asdict(d)} for d in found
-            ],
-        }
-
-    report = run(work)
-    lines = [
-        f"{d['user']}: " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "user")
-        for d in report["discrepancies"]
-    ]
-    verdict = "do NOT balance" if lines else "balance"
-    lines.append(
-        f"the books of {report['users']} user(s) {verdict}; "
-        f"{report['pending_requests']} request(s) pending (reservations held)"
-    )
-    emit(report, as_json, "\n".join(lines))
-    if report["discrepancies"]:
-        raise typer.Exit(1)
 
 
 @users.command("create")
@@ -649,3 +596,9 @@ def usage(
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()
+
+
+# the command groups kept in modules of their own register themselves on import
+from ai_service.cli import database  # noqa: E402
+
+__all__ = ["app", "database", "main"]
