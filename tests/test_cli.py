@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ai_service.storage.models import ApiRequest, ApiUser
 from tests.support.invariants import Books
 
 
@@ -254,3 +258,38 @@ def test_budgets_of_users_and_keys(cli) -> None:
     assert len(orjson.loads(cli("budgets", "list", "dora", "--json").stdout)) == 1
     gone = cli("budgets", "remove", str(made["id"]), ok=False)
     assert gone.returncode == 1 and "No budget" in gone.stderr
+
+
+def test_db_prune_totals_the_days_then_deletes_what_retention_no_longer_keeps(
+    cli, db_url: str
+) -> None:
+    cli("users", "create", "ivy", "--balance", "1")
+    books = Books(db_url)
+
+    async def aged_rows(conn: AsyncConnection) -> None:
+        user_id = await conn.scalar(select(ApiUser.id).where(ApiUser.name == "ivy"))
+        now = dt.datetime.now(dt.UTC)
+        for n, days in enumerate((40, 3)):
+            await conn.execute(
+                insert(ApiRequest).values(
+                    request_id=f"req-{n}",
+                    user_id=user_id,
+                    status="ok",
+                    provider="openai",
+                    prompt_tokens=7,
+                    created_at=now - dt.timedelta(days=days),
+                )
+            )
+
+    books.run(aged_rows)
+    report = orjson.loads(cli("db", "prune", "--requests", "10", "--json").stdout)
+    assert len(report["days_totalled"]) == 40
+    assert report["deleted"]["requests"] == 1
+    assert report["requests_kept_from"] is not None
+    assert books.scalar("SELECT count(*) FROM api_requests") == 1
+    assert books.scalar("SELECT sum(prompt_tokens) FROM api_usage_daily") == 14
+    text = cli("db", "prune").stdout
+    assert text.startswith("totalled 0 day(s); deleted 0 payloads, 0 requests")
+    result = cli("db", "prune", "--requests", "0", ok=False)
+    assert result.returncode == 2 and "whole number from 1, or 'all'" in result.stderr
+    assert "balance" in cli("db", "reconcile").stdout

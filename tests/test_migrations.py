@@ -189,3 +189,38 @@ def test_webhooks_migrate_up_and_down(backend: str, tmp_path: Path) -> None:
     finally:
         if database is not None:
             database.drop()
+
+
+def _indexes(url: str, table: str) -> set[str]:
+    async def inspect() -> set[str]:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda sync: {i["name"] for i in sa.inspect(sync).get_indexes(table)}
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(inspect())
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_usage_totals_and_retention_migrate_up_and_down(backend: str, tmp_path: Path) -> None:
+    database = PostgresDatabase() if backend == "postgresql" else None
+    url = database.url if database is not None else f"sqlite:///{tmp_path / 'migrate.db'}"
+    tables = {"api_usage_daily", "api_retention"}
+    brin = {"ix_api_requests_created_brin"} if backend == "postgresql" else set()
+    try:
+        upgrade(url)
+        assert tables <= _schema(url)[0]
+        assert brin <= _indexes(url, "api_requests")
+        command.downgrade(alembic_config(url), "0011_webhooks")
+        assert not tables & _schema(url)[0]
+        assert not brin & _indexes(url, "api_requests")
+        upgrade(url)
+        assert tables <= _schema(url)[0]
+        assert brin <= _indexes(url, "api_requests")
+    finally:
+        if database is not None:
+            database.drop()
