@@ -280,3 +280,41 @@ def key_policy_journey(gw: Gateway, page: Any, problems: PageProblems) -> None:
     assert row.locator(".expires").inner_text() == ""
     shot(page, "11-key-policy-cleared", backend)
     assert problems == []
+
+
+def test_operator_sets_a_users_low_balance_alert(admin_gateway: Gateway) -> None:
+    in_browser(lambda page, problems: alert_journey(admin_gateway, page, problems))
+
+
+def alert_journey(gw: Gateway, page: Any, problems: PageProblems) -> None:
+    gw.create_user("alice", "10")
+    base = gw.url + "/ai/admin"
+    page.goto(base + "/login")
+    page.fill("#key", ADMIN_KEY)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    page.goto(base + "/users/alice")
+    assert "No low-balance alert" in page.locator("#low-balance + p").inner_text()
+
+    page.fill("#low-balance input[name=low_balance_usd]", "2.5")
+    page.click("#low-balance button")
+    page.wait_for_url(re.compile(r".*/users/alice\?done=alerts$"))
+    assert page.get_by_role("status").inner_text() == "Low-balance alert set."
+    assert "fires below $2.50" in page.locator("#low-balance + p").inner_text()
+    assert gw.scalar("SELECT low_balance_nano FROM api_users") == 2_500_000_000
+    shot(page, "9-user-alert", backend_of(gw))
+
+    # a bad amount is refused on the page and changes nothing
+    page.fill("#low-balance input[name=low_balance_usd]", "1_000")
+    page.click("#low-balance button")
+    assert "Invalid amount" in page.get_by_role("alert").inner_text()
+    problems.clear()  # the refused form answers 400, which Chromium logs as a console error
+    assert gw.scalar("SELECT low_balance_nano FROM api_users") == 2_500_000_000
+
+    # emptied: back to the default (none configured here)
+    page.goto(base + "/users/alice")
+    page.fill("#low-balance input[name=low_balance_usd]", "")
+    page.click("#low-balance button")
+    page.wait_for_url(re.compile(r".*/users/alice\?done=alerts$"))
+    assert gw.scalar("SELECT low_balance_nano FROM api_users") is None
+    assert problems == []

@@ -20,7 +20,7 @@ from ai_service.api.deps import get_state
 from ai_service.api.routes.admin import parse_usd
 from ai_service.api.web import BASE, error_page, gate, read_form, render
 from ai_service.errors import NotFoundError, ServiceError
-from ai_service.services import accounts, budget_admin, usage
+from ai_service.services import accounts, budget_admin, usage, webhook_admin
 from ai_service.services.accounts import NewKey
 
 router = APIRouter(include_in_schema=False)
@@ -102,6 +102,7 @@ async def user_page(
             budgets = await budget_admin.budget_views(session, user.id)
     except ServiceError as exc:
         return error_page(request, exc)
+    alerts = webhook_admin.alert_view(user, get_state(request).settings.low_balance_alert_nano)
     return render(
         request,
         "user.html",
@@ -111,6 +112,7 @@ async def user_page(
         keys=keys,
         recent=recent["data"],
         budgets=budgets,
+        alerts=alerts,
         new_key=new_key,
         notice=notice,
         error=error,
@@ -129,6 +131,7 @@ async def show_user(request: Request, name: str, done: str | None = None) -> Res
         "enabled": "User enabled.",
         "budget": "Budget set.",
         "unbudgeted": "Budget removed.",
+        "alerts": "Low-balance alert set.",
     }
     return await user_page(request, name, notice=notices.get(done or ""))
 
@@ -239,6 +242,24 @@ async def remove_budget(request: Request, name: str, budget_id: int) -> Response
         return await user_page(request, name, error=exc.message, status_code=exc.status)
     state.keys.forget()
     return RedirectResponse(user_url(name, done="unbudgeted"), 303)
+
+
+@router.post(BASE + "/users/{name}/alerts", response_model=None)
+async def set_alerts(request: Request, name: str) -> Response:
+    if (denied := await gate(request)) is not None:
+        return denied
+    state = get_state(request)
+    try:
+        form = await read_form(request)
+        text = form.get("low_balance_usd", "").strip()
+        threshold = parse_usd(text, "low_balance_usd") if text else None
+        async with state.sessions() as session:
+            await webhook_admin.set_low_balance(
+                session, name, threshold, state.settings.low_balance_alert_nano
+            )
+    except ServiceError as exc:
+        return await user_page(request, name, error=exc.message, status_code=exc.status)
+    return RedirectResponse(user_url(name, done="alerts"), 303)
 
 
 @router.post(BASE + "/users/{name}/{action}", response_model=None)
