@@ -195,14 +195,20 @@ def test_webhook_events_idempotency_keys_and_owners_are_pruned_when_done(
 
     async def seed() -> None:
         async with gateway.state.engine.begin() as conn:
-            for n, status in enumerate(["delivered", "failed", "pending"]):
+            events = [
+                ("delivered", "balance.low:1:0"),
+                ("failed", "budget.threshold:1:2026-08-01:5000:80"),
+                ("pending", "balance.low:1:1"),
+                ("delivered", "budget.threshold:2:total:5000:50"),
+            ]
+            for n, (status, dedup) in enumerate(events):
                 await conn.execute(
                     text(
                         "INSERT INTO api_webhook_events (event_id, type, dedup_key, user_id,"
                         " payload, status, attempts, next_attempt_at, created_at)"
                         " VALUES (:e, 'balance.low', :d, :u, '{}', :s, 1, :t, :t)"
                     ),
-                    {"e": f"evt_{n}", "d": f"dedup-{n}", "u": user_id, "s": status, "t": old},
+                    {"e": f"evt_{n}", "d": dedup, "u": user_id, "s": status, "t": old},
                 )
             await conn.execute(
                 text(
@@ -222,8 +228,33 @@ def test_webhook_events_idempotency_keys_and_owners_are_pruned_when_done(
     gateway.call(seed())
     report = run(gateway, Policy(webhook_days=90))
     assert (report.webhook_events, report.idempotency_keys, report.response_owners) == (2, 1, 1)
-    # an event still being delivered stays, whatever its age
-    assert gateway.scalar("SELECT status FROM api_webhook_events") == "pending"
+    # an event still being delivered stays, whatever its age, and so does a lifetime budget's
+    # (it keeps its threshold from firing again)
+    assert gateway.scalar("SELECT count(*) FROM api_webhook_events") == 2
+    assert (
+        gateway.scalar(
+            "SELECT count(*) FROM api_webhook_events WHERE status = 'pending'"
+            " OR dedup_key LIKE '%:total:%'"
+        )
+        == 2
+    )
+
+    # never sooner than 32 days, whatever the policy says
+    async def recent() -> None:
+        async with gateway.state.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO api_webhook_events (event_id, type, dedup_key, user_id,"
+                    " payload, status, attempts, next_attempt_at, created_at)"
+                    " VALUES ('evt_r', 'balance.low', 'balance.low:1:2', :u, '{}', 'delivered',"
+                    " 1, :t, :t)"
+                ),
+                {"u": user_id, "t": NOW - dt.timedelta(days=31)},
+            )
+
+    gateway.call(recent())
+    assert run(gateway, Policy(webhook_days=1)).webhook_events == 0
+    assert gateway.scalar("SELECT count(*) FROM api_webhook_events") == 3
     assert gateway.scalar("SELECT response_id FROM api_response_owners") == "resp_2"
 
 

@@ -158,7 +158,7 @@ class Settings(ProviderSettings):
     # request rows only go once their day's totals are written, which are kept for good
     retention_payload_days: int | None = Field(30, ge=1)
     retention_request_days: int | None = Field(None, ge=1)
-    retention_webhook_days: int | None = Field(90, ge=1)
+    retention_webhook_days: int | None = Field(90, ge=32)
     # how often one instance (under a lease) writes the daily totals and prunes
     retention_interval_seconds: float = Field(3600.0, gt=0)
 

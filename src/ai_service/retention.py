@@ -72,6 +72,8 @@ GRACE = dt.timedelta(hours=1)
 BATCH = 5000
 # the upstream keeps a stored response 30 days; its owner row is kept as long
 RESPONSE_OWNER_DAYS = 30
+# webhook events are kept at least this long: longer than a budget's longest period
+MIN_WEBHOOK_DAYS = 32
 DAY = dt.timedelta(days=1)
 
 
@@ -156,12 +158,16 @@ async def run(engine: AsyncEngine, policy: Policy, now: dt.datetime) -> Report:
     if policy.payload_days is not None:
         report.payloads += await prune_payloads(engine, midnight(today - policy.payload_days * DAY))
     if policy.webhook_days is not None:
+        # an event is also what keeps its alert from firing twice: a budget's outlives its
+        # period (a month at most), a lifetime budget's is kept for good
+        days = max(policy.webhook_days, MIN_WEBHOOK_DAYS)
         report.webhook_events = await _prune_where(
             engine,
             EVENTS,
             EVENTS.c.id,
             EVENTS.c.status.in_(("delivered", "failed")),
-            EVENTS.c.created_at < midnight(today - policy.webhook_days * DAY),
+            EVENTS.c.created_at < midnight(today - days * DAY),
+            EVENTS.c.dedup_key.not_like("budget.threshold:%:total:%"),
         )
     expired = now - dt.timedelta(seconds=policy.idempotency_seconds)
     report.idempotency_keys = await _prune_where(

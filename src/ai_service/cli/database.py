@@ -68,13 +68,13 @@ DaysOpt = Annotated[
 ]
 
 
-def _days(text: str | None, configured: int | None) -> int | None:
+def _days(text: str | None, configured: int | None, least: int = 1) -> int | None:
     if text is None:
         return configured
     if text.strip().lower() == "all":
         return None
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        typer.echo(f"error: days are a whole number from 1, or 'all', not {text!r}", err=True)
+    if not (text.isascii() and text.isdigit()) or int(text) < least:
+        typer.echo(f"error: days are a whole number from {least}, or 'all', not {text!r}", err=True)
         raise typer.Exit(2)
     return int(text)
 
@@ -101,7 +101,7 @@ def db_prune(
     policy = retention.Policy(
         _days(payloads, cfg.retention_payload_days),
         _days(requests, cfg.retention_request_days),
-        _days(webhook_events, cfg.retention_webhook_days),
+        _days(webhook_events, cfg.retention_webhook_days, retention.MIN_WEBHOOK_DAYS),
         cfg.idempotency_ttl_seconds,
     )
 
