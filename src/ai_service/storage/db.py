@@ -72,7 +72,14 @@ def make_engine(url: str, *, pool_size: int = 20, durable: bool = True) -> Async
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"server_settings": {"synchronous_commit": "on" if durable else "off"}},
+        connect_args={
+            "server_settings": {
+                "synchronous_commit": "on" if durable else "off",
+                # the usage pages' aggregates over many rows are estimated dear enough to be
+                # JIT-compiled, which costs more than it saves at every size measured
+                "jit": "off",
+            }
+        },
     )
 
 
