@@ -70,7 +70,11 @@ def figures(gw: Gateway, keys: dict[str, str]) -> dict[str, Any]:
         since = dt.datetime.combine(TODAY - dt.timedelta(days=60), dt.time(), dt.UTC)
         until = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(), dt.UTC)
         window = usage.Filters(since=since, until=until)
+        # a window that starts and ends inside days: those days come from the request rows
+        inside = usage.Filters(since=NOW - dt.timedelta(days=5, hours=1), until=NOW)
         return {
+            "inside": await usage.summary(s, inside),
+            "inside_daily": await usage.daily(s, inside),
             "summary": await usage.summary(s, window),
             "all_time": await usage.summary(s, usage.Filters()),
             "daily": await usage.daily(s, window),
@@ -114,6 +118,7 @@ def test_totals_and_pruning_leave_the_books_and_the_usage_unchanged(
     before = figures(gateway, history["keys"])
     assert before["all_time"]["totals"]["requests"] == 8
     assert before["all_time"]["totals"]["errors"] == 1
+    assert before["inside"]["totals"]["requests"] == 3  # the rows of 5 days ago
     assert gateway.books_problems() == []
 
     report = run(gateway, Policy(payload_days=30, request_days=10, webhook_days=30))

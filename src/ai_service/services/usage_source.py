@@ -15,7 +15,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ai_service import retention
@@ -48,61 +60,82 @@ async def usage_rows(
     filter's conditions on either source's columns."""
     mark = await retention.horizon(conn)
     dialect = conn.dialect.name
-    raw = ApiRequest
-    conditions = list(where(raw))
-    if since is not None:
-        conditions.append(raw.created_at >= since)
-    if until is not None:
-        conditions.append(raw.created_at < until)
+    # the request rows are read from `low` on (none of a pruned day)
+    low = since
     if mark.pruned_until is not None:
-        conditions.append(raw.created_at >= retention.midnight(mark.pruned_until))
+        pruned = retention.midnight(mark.pruned_until)
+        low = pruned if low is None else max(low, pruned)
+    spans: list[tuple[dt.datetime | None, dt.datetime | None]] = [(low, until)]
     parts = []
     if mark.rolled_until is not None:
         first = None if since is None else _ceil_day(since)
         end = mark.rolled_until if until is None else min(until.date(), mark.rolled_until)
         if first is None or first < end:
-            daily = ApiUsageDaily
-            day_conditions = [*where(daily), daily.day < end]
+            parts.append(_daily_rows(where, dialect, first, end))
+            # the whole days read from their totals are left out of the request rows: what
+            # is left is the part of a day the window starts in, and what follows `end`
+            after = retention.midnight(end)
+            spans = [(after if low is None else max(low, after), until)]
             if first is not None:
-                day_conditions.append(daily.day >= first)
-            parts.append(
-                select(
-                    day_text(daily.day, dialect, is_date=True).label("day"),
-                    daily.user_id,
-                    daily.key_id,
-                    daily.provider,
-                    daily.model,
-                    daily.status,
-                    daily.requests,
-                    daily.prompt_tokens,
-                    daily.completion_tokens,
-                    daily.cached_tokens,
-                    daily.cost,
-                    daily.uncollected,
-                ).where(*day_conditions)
-            )
-            # the raw rows of those whole days are read from their totals instead
-            outside = raw.created_at >= retention.midnight(end)
-            if first is not None:
-                outside = outside | (raw.created_at < retention.midnight(first))
-            conditions.append(outside)
-    parts.insert(
-        0,
-        select(
-            day_text(raw.created_at, dialect).label("day"),
-            raw.user_id,
-            raw.key_id,
-            raw.provider,
-            raw.model,
-            raw.status,
-            literal(1).label("requests"),
-            raw.prompt_tokens,
-            raw.completion_tokens,
-            raw.cached_tokens,
-            raw.cost,
-            raw.uncollected,
-        ).where(*conditions),
-    )
+                spans.append((low, retention.midnight(first)))
+    # each span as a plain range of times, which a time index finds (empty ones dropped)
+    ranges = [
+        and_(*_range(start, stop))
+        for start, stop in spans
+        if start is None or stop is None or start < stop
+    ]
+    if ranges:
+        parts.insert(0, _request_rows(where, dialect, or_(*ranges)))
+    if not parts:  # nothing can match: the request rows of an empty range
+        parts.append(_request_rows(where, dialect, false()))
     if len(parts) == 1:
         return parts[0].subquery("usage")
     return union_all(*parts).subquery("usage")
+
+
+def _range(start: dt.datetime | None, stop: dt.datetime | None) -> list[ColumnElement[bool]]:
+    found = []
+    if start is not None:
+        found.append(ApiRequest.created_at >= start)
+    if stop is not None:
+        found.append(ApiRequest.created_at < stop)
+    return found or [true()]
+
+
+def _request_rows(where: Any, dialect: str, when: ColumnElement[bool]) -> Select[Any]:
+    raw = ApiRequest
+    return select(
+        day_text(raw.created_at, dialect).label("day"),
+        raw.user_id,
+        raw.key_id,
+        raw.provider,
+        raw.model,
+        raw.status,
+        literal(1).label("requests"),
+        raw.prompt_tokens,
+        raw.completion_tokens,
+        raw.cached_tokens,
+        raw.cost,
+        raw.uncollected,
+    ).where(*where(raw), when)
+
+
+def _daily_rows(where: Any, dialect: str, first: dt.date | None, end: dt.date) -> Select[Any]:
+    daily = ApiUsageDaily
+    conditions = [*where(daily), daily.day < end]
+    if first is not None:
+        conditions.append(daily.day >= first)
+    return select(
+        day_text(daily.day, dialect, is_date=True).label("day"),
+        daily.user_id,
+        daily.key_id,
+        daily.provider,
+        daily.model,
+        daily.status,
+        daily.requests,
+        daily.prompt_tokens,
+        daily.completion_tokens,
+        daily.cached_tokens,
+        daily.cost,
+        daily.uncollected,
+    ).where(*conditions)
