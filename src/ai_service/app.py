@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from ai_service import __version__, instances, providers
+from ai_service import __version__, instances, pools, providers
 from ai_service.api.render import error_response
 from ai_service.api.responses import json_response
 from ai_service.api.routes import (
@@ -26,11 +26,13 @@ from ai_service.api.routes import (
     admin,
     admin_budgets,
     admin_catalog,
+    admin_pools,
     admin_usage,
     admin_webhooks,
     chat,
     dashboard,
     dashboard_log,
+    dashboard_pools,
     dashboard_users,
     dashboard_webhooks,
     embeddings,
@@ -48,6 +50,7 @@ from ai_service.config import Settings
 from ai_service.errors import ServiceError, to_openai_error
 from ai_service.metrics import CHAT_PATH
 from ai_service.middleware import RequestContextMiddleware, request_context
+from ai_service.pools.metrics import PoolCollector
 from ai_service.ratelimit import build_limiter
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
@@ -71,6 +74,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         timeouts = Timeouts(
             settings.connect_timeout, settings.first_byte_timeout, settings.stream_idle_timeout
         )
+        upstream_pools = pools.build(settings, shared=pools.shared_state(settings))
         state = AppState(
             settings=settings,
             engine=engine,
@@ -80,7 +84,8 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 sessions, settings.catalog_refresh_seconds, settings.unknown_model_policy
             ),
             upstream=Upstream(client, timeouts),
-            adapters=providers.configured(settings),
+            adapters={**providers.configured(settings), **upstream_pools.primaries()},
+            pools=upstream_pools,
             # one id per process run: a restart under the same configured name is a new
             # instance, so the lease releases what the killed run held
             instance_id=f"{settings.instance_id or 'gw'}-{uuid.uuid4().hex[:12]}",
@@ -113,6 +118,10 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             )
         )
         state.webhooks = Webhooks.start(engine, settings, state.metrics, state.instance_id)
+        if upstream_pools.pools:
+            state.upstream.observe = upstream_pools.observe
+            upstream_pools.alert(state.credential_alert)
+            state.metrics.registry.register(PoolCollector(upstream_pools))
         try:
             yield
         finally:
@@ -120,6 +129,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             if state.webhooks is not None:
                 await state.webhooks.close()
             await state.limiter.aclose()
+            await upstream_pools.aclose()
             alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await alive
@@ -243,10 +253,12 @@ def create_api(settings: Settings) -> FastAPI:
         admin_catalog,
         admin_usage,
         admin_webhooks,
+        admin_pools,
         dashboard,
         dashboard_users,
         dashboard_log,
         dashboard_webhooks,
+        dashboard_pools,
     )
     routers = [
         m.router

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from ai_service.billing.money import usd_to_nano
+from ai_service.pools.credentials import CredentialSpec
 from ai_service.providers import REGISTRY
 from ai_service.webhooks.signing import secret_key
 
@@ -121,6 +122,16 @@ class Settings(ProviderSettings):
     fallbacks: dict[str, list[str]] = Field(
         default_factory=lambda: {"openai:gpt-5.4-nano": ["openai:gpt-5.4-mini"]}
     )
+    # upstream pools (ai_service.pools): per provider, several credentials chosen per attempt
+    # by weight and headroom; a provider listed here ignores its single-key variables
+    pools: dict[str, list[CredentialSpec]] = Field(default_factory=dict)
+    # a credential's breaker opens after this many failures in a row (5xx, timeouts) and lets
+    # a trial request through after the cooldown
+    pool_breaker_failures: int = Field(5, ge=1)
+    pool_breaker_cooldown_seconds: float = Field(30.0, gt=0)
+    # with Redis, each instance reads the pools' shared state when its copy is this old
+    pool_state_refresh_seconds: float = Field(1.0, gt=0)
+    pool_state_prefix: str = "ai-service:pool:"
     # idempotency keys are kept this long
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_max_bytes: int = 4 * 1024 * 1024
@@ -193,6 +204,19 @@ class Settings(ProviderSettings):
     def _check_low_balance(cls, value: str | None) -> str | None:
         if value is not None and usd_to_nano(value) < 0:
             raise ValueError("AI_SERVICE_LOW_BALANCE_ALERT_USD cannot be negative")
+        return value
+
+    @field_validator("pools")
+    @classmethod
+    def _check_pools(
+        cls, value: dict[str, list[CredentialSpec]]
+    ) -> dict[str, list[CredentialSpec]]:
+        for provider, specs in value.items():
+            if provider not in REGISTRY:
+                raise ValueError(f"pools: unknown provider {provider!r}")
+            labels = [spec.label for spec in specs]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"pools: {provider} has two credentials of the same label")
         return value
 
     @model_validator(mode="after")

@@ -165,6 +165,8 @@ class ApiRequest(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # one line per upstream attempt: "provider:model -> outcome"
     attempt_log: Mapped[str | None] = mapped_column(Text)
+    # the label of the pool credential that served it (never the key); NULL: no pool
+    credential: Mapped[str | None] = mapped_column(String(64))
     instance_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
