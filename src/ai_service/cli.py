@@ -13,6 +13,7 @@ import orjson
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai_service.cli_pools import pools
 from ai_service.config import Settings, load_settings
 from ai_service.errors import ServiceError
 
@@ -31,6 +32,7 @@ app.add_typer(keys, name="keys")
 app.add_typer(models, name="models")
 app.add_typer(db, name="db")
 app.add_typer(webhooks, name="webhooks")
+app.add_typer(pools, name="pools")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 

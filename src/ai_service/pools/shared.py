@@ -31,13 +31,26 @@ log = logging.getLogger("ai_service.pools")
 
 def encode(member: Member) -> bytes:
     breaker = member.breaker
+    return state_bytes(
+        member.changed, member.disabled, member.blocked_until, breaker.state, breaker.since
+    )
+
+
+def state_bytes(
+    changed: float,
+    disabled: str | None = None,
+    blocked_until: float = 0.0,
+    breaker: State = State.CLOSED,
+    since: float = 0.0,
+) -> bytes:
+    """One credential's shared state (the default: in service, as an operator's enable)."""
     return orjson.dumps(
         {
-            "changed": member.changed,
-            "disabled": member.disabled,
-            "blocked_until": member.blocked_until,
-            "breaker": breaker.state.value,
-            "since": breaker.since,
+            "changed": changed,
+            "disabled": disabled,
+            "blocked_until": blocked_until,
+            "breaker": breaker.value,
+            "since": since,
         }
     )
 
