@@ -16,6 +16,7 @@ key, so each instance learns the truth from its own answers):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+@functools.lru_cache(maxsize=256)  # the same few values come back on every answer
 def duration(value: str) -> float | None:
     """Seconds of an OpenAI reset duration (`6m0s`, `1.5s`, `20ms`); None if unreadable."""
     parts = _DURATION.findall(value)
@@ -52,9 +54,12 @@ def _int(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return int(float(value))
+        return int(value)
     except ValueError:
-        return None
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,41 +71,48 @@ class Reading:
     reset: float | None  # seconds until the window is full again
 
 
+# (limit, remaining, reset) header names of each dimension
+Names = tuple[str, str, str]
+OPENAI: tuple[Names, Names] = tuple(  # type: ignore[assignment]  # two triples, built once
+    tuple(f"x-ratelimit-{part}-{kind}" for part in ("limit", "remaining", "reset"))
+    for kind in ("requests", "tokens")
+)
+ANTHROPIC: dict[str, Names] = {
+    kind: tuple(  # type: ignore[misc]  # a triple
+        f"anthropic-ratelimit-{kind}-{part}" for part in ("limit", "remaining", "reset")
+    )
+    for kind in ("requests", "tokens", "input-tokens")
+}
+
+
 def read(headers: Mapping[str, str], wall: float) -> tuple[Reading | None, Reading | None]:
     """The (requests, tokens) readings of an answer's rate-limit headers, where present."""
     get = headers.get
-    if (
-        get("x-ratelimit-remaining-requests") is not None
-        or get("x-ratelimit-remaining-tokens") is not None
-    ):
-        return _reading(headers, "x-ratelimit-{}-requests", duration), _reading(
-            headers, "x-ratelimit-{}-tokens", duration
-        )
-    if (
-        get("anthropic-ratelimit-requests-remaining") is None
-        and get("anthropic-ratelimit-tokens-remaining") is None
-        and get("anthropic-ratelimit-input-tokens-remaining") is None
-    ):
+    requests, tokens = OPENAI
+    if get(requests[1]) is not None or get(tokens[1]) is not None:
+        return _reading(get, requests, duration), _reading(get, tokens, duration)
+    requests = ANTHROPIC["requests"]
+    tokens = ANTHROPIC["tokens"]
+    if get(tokens[1]) is None:
+        tokens = ANTHROPIC["input-tokens"]
+    if get(requests[1]) is None and get(tokens[1]) is None:
         return None, None
-    tokens = "tokens" if get("anthropic-ratelimit-tokens-remaining") is not None else "input-tokens"
 
     def reset(value: str) -> float | None:
         return until(value, wall)
 
-    return _reading(headers, "anthropic-ratelimit-requests-{}", reset), _reading(
-        headers, f"anthropic-ratelimit-{tokens}-{{}}", reset
-    )
+    return _reading(get, requests, reset), _reading(get, tokens, reset)
 
 
 def _reading(
-    headers: Mapping[str, str], name: str, reset: Callable[[str], float | None]
+    get: Callable[[str], str | None], names: Names, reset: Callable[[str], float | None]
 ) -> Reading | None:
-    """One dimension's reading; `name` has `{}` where limit, remaining and reset go."""
-    left = _int(headers.get(name.format("remaining")))
+    limit, remaining, when = names
+    left = _int(get(remaining))
     if left is None:
         return None
-    when = headers.get(name.format("reset"))
-    return Reading(_int(headers.get(name.format("limit"))), left, reset(when) if when else None)
+    at = get(when)
+    return Reading(_int(get(limit)), left, reset(at) if at else None)
 
 
 class Window:
@@ -120,6 +132,18 @@ class Window:
             return float("inf")
         level = self.level + (now - self.stamp) * self.rate
         return capacity if level > capacity else level
+
+    def room(self, amount: float, now: float) -> float:
+        """The share of the capacity left (0..1) if `amount` fits now (see `fits`), else -1."""
+        capacity = self.capacity
+        if capacity is None:
+            return 1.0
+        level = self.level + (now - self.stamp) * self.rate
+        if level > capacity:
+            level = capacity
+        if level < (amount if amount < capacity else capacity):
+            return -1.0
+        return level / capacity if capacity else 0.0
 
     def fraction(self, now: float) -> float:
         """The share of the capacity left, 0..1 (1 when unlimited)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ai_service.errors import (
     RateLimitError,
@@ -65,6 +65,16 @@ class Member:
             and self.requests.fits(1, now)
             and self.tokens.fits(tokens, now)
         )
+
+    def room(self, tokens: int, now: float) -> float:
+        """Its headroom (0..1) if it may send `tokens` now, else -1."""
+        if self.disabled is not None or self.blocked_until > now or not self.breaker.allows(now):
+            return -1.0
+        requests = self.requests.room(1, now)
+        if requests < 0.0:
+            return requests
+        room = self.tokens.room(tokens, now)
+        return room if room < requests else requests
 
     def headroom(self, now: float) -> float:
         return min(self.requests.fraction(now), self.tokens.fraction(now))
@@ -111,16 +121,25 @@ class Pool:
         """A credential that may send `tokens` now, by weight and headroom; untried ones
         first. Spends one request and the tokens of the one chosen. None: none may."""
         now = self.clock()
-        able = [m for m in self.members if m.can_send(tokens, now)]
-        if tried:
-            able = [m for m in able if m not in tried] or able
+        able: list[Member] = []
+        weights: list[float] = []
+        for m in self.members:
+            room = m.room(tokens, now)
+            if room >= 0.0 and m not in tried:
+                able.append(m)
+                weights.append(m.credential.weight * (room if room > 0.001 else 0.001))
+        if not able and tried:
+            return self.choose(tokens, set())
         if not able:
             return None
-        if len(able) == 1:
-            chosen = able[0]
-        else:
-            weights = [m.credential.weight * max(m.headroom(now), 0.001) for m in able]
-            chosen = random.choices(able, weights)[0]  # noqa: S311  # spreading load, not crypto
+        chosen = able[0]
+        if len(able) > 1:
+            point = random.random() * sum(weights)  # noqa: S311  # spreading load, not crypto
+            for m, weight in zip(able, weights, strict=True):
+                chosen = m
+                point -= weight
+                if point < 0:
+                    break
         chosen.breaker.take(now)
         chosen.requests.spend(1, now)
         chosen.tokens.spend(tokens, now)
@@ -158,10 +177,8 @@ class Pool:
 
     def observe(self, member: Member, headers: Mapping[str, str]) -> None:
         """Take the provider's rate-limit headers of an answer sent with `member`."""
-        requests, tokens = read(headers, self.clock())
-        if requests is None and tokens is None:
-            return
         now = self.clock()
+        requests, tokens = read(headers, now)
         if requests is not None:
             member.requests.observe(requests, now, member.credential.rpm)
         if tokens is not None:
@@ -232,4 +249,6 @@ def retarget(request: UpstreamRequest, built: Credential, sent: Credential) -> U
         url = sent.base_url.rstrip("/") + url[len(base) :]
     old, new = built.key, sent.key
     headers = {k: v.replace(old, new) if old in v else v for k, v in request.headers.items()}
-    return replace(request, url=url, headers=headers)
+    return UpstreamRequest(
+        url, headers, request.body, request.choices, request.hidden_tokens, request.method
+    )

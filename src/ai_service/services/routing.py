@@ -369,7 +369,8 @@ class Tries:
         number = moves = 0
         tried: set[Member] = set()
         while True:
-            await pools.fresh(pool)
+            if pools.shared is not None:
+                await pools.fresh(pool)
             member = pool.choose(tokens, tried)
             if member is None:
                 refusal = pool.refusal(tokens)
