@@ -83,6 +83,12 @@ def test_an_auth_failure_disables_the_credential_until_an_operator_enables_it(
     assert delivery.payload["type"] == "credential.disabled"
     assert delivery.payload["data"]["credential"] == "a"
     assert delivery.payload["data"]["provider"] == "openai"
+    listed = httpx.get(
+        gw.url + "/ai/admin/api/webhooks/events", headers={"X-Admin-Key": ADMIN_KEY}
+    ).json()["data"]
+    assert [e["summary"] for e in listed] == [
+        "openai credential a disabled: the provider answered HTTP 401"
+    ]
     # no cooldown brings it back: still disabled a while later
     time.sleep(0.3)
     for _ in range(3):
