@@ -12,6 +12,7 @@ import pytest
 from tests.dashboard.conftest import PageProblems, in_browser, screenshot_path
 from tests.fakes.behaviours import ErrorReply
 from tests.fakes.openai_flavours import FakeOpenAI
+from tests.fakes.server import started
 from tests.support.gateway import Gateway
 
 ADMIN_KEY = "dashboard-admin-key-0123456789"
@@ -19,10 +20,10 @@ ADMIN_KEY = "dashboard-admin-key-0123456789"
 
 @pytest.fixture
 def pair() -> Iterator[dict[str, FakeOpenAI]]:
-    fakes = {label: FakeOpenAI(api_key=f"sk-dash-{label}-0123456789").start() for label in "ab"}
-    yield fakes
-    for fake in fakes.values():
-        fake.stop()
+    with started(
+        {label: FakeOpenAI(api_key=f"sk-dash-{label}-0123456789") for label in "ab"}
+    ) as fakes:
+        yield fakes
 
 
 def test_operator_sees_a_disabled_credential_and_enables_it(

@@ -21,9 +21,9 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import orjson
 from aiohttp import web
@@ -434,6 +434,19 @@ class FakeServer:
             await asyncio.sleep(answer.end_delay)
         await response.write_eof()
         return response
+
+
+FakeT = TypeVar("FakeT", bound=FakeServer)
+
+
+@contextlib.contextmanager
+def started(fakes: dict[str, FakeT]) -> Iterator[dict[str, FakeT]]:
+    """Several fakes (one per key, say), started together and stopped together."""
+    try:
+        yield {name: fake.start() for name, fake in fakes.items()}
+    finally:
+        for fake in fakes.values():
+            fake.stop()
 
 
 LIMIT_HEADERS = web.RequestKey("limit_headers", dict[str, str])

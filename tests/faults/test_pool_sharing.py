@@ -21,6 +21,7 @@ from redis import Redis
 
 from tests.fakes.behaviours import ErrorReply
 from tests.fakes.openai_flavours import FakeOpenAI
+from tests.fakes.server import started
 from tests.faults.conftest import Spawn
 from tests.support.directed import DirectedOpenAI
 from tests.support.invariants import Books
@@ -47,10 +48,10 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 def pair() -> Iterator[dict[str, FakeOpenAI]]:
-    fakes = {label: FakeOpenAI(api_key=f"sk-share-{label}-0123456789").start() for label in "ab"}
-    yield fakes
-    for fake in fakes.values():
-        fake.stop()
+    with started(
+        {label: FakeOpenAI(api_key=f"sk-share-{label}-0123456789") for label in "ab"}
+    ) as fakes:
+        yield fakes
 
 
 def start(

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.fakes.openai_flavours import FakeOpenAI
+from tests.fakes.server import started
 from tests.support.gateway import Gateway
 from tests.webhooks.conftest import SECRET
 from tests.webhooks.receiver import Receiver
@@ -31,10 +32,8 @@ def upstream_key(label: str) -> str:
 
 @pytest.fixture(scope="session")
 def pool_fakes() -> Iterator[dict[str, FakeOpenAI]]:
-    fakes = {label: FakeOpenAI(api_key=upstream_key(label)).start() for label in LABELS}
-    yield fakes
-    for fake in fakes.values():
-        fake.stop()
+    with started({label: FakeOpenAI(api_key=upstream_key(label)) for label in LABELS}) as fakes:
+        yield fakes
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from tests.fakes.anthropic_messages import FakeAnthropic
 from tests.fakes.behaviours import ErrorReply
 from tests.fakes.openai_flavours import FakeOpenAI
+from tests.fakes.server import started
 from tests.support.gateway import Gateway
 
 MODEL = "claude-3-5-sonnet-20241022"
@@ -19,10 +20,10 @@ MESSAGE = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "cont
 
 @pytest.fixture
 def workspaces() -> Iterator[dict[str, FakeAnthropic]]:
-    fakes = {label: FakeAnthropic(api_key=f"sk-ant-{label}-0123456789").start() for label in "xy"}
-    yield fakes
-    for fake in fakes.values():
-        fake.stop()
+    with started(
+        {label: FakeAnthropic(api_key=f"sk-ant-{label}-0123456789") for label in "xy"}
+    ) as fakes:
+        yield fakes
 
 
 @pytest.fixture
