@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -52,8 +53,7 @@ def test_a_key_encrypted_by_the_cli_is_read_with_the_secret() -> None:
     value = token.stdout.strip()
     assert "sk-upstream-1234" not in value
     spec = CredentialSpec(label="x", key_encrypted=value)
-    environ = {"AI_SERVICE_CREDENTIALS_KEY": secret}
-    assert resolve(spec, "https://api.example", environ).key == "sk-upstream-1234"
+    assert resolve(spec, "https://api.example", secret).key == "sk-upstream-1234"
     missing = run("encrypt-key", stdin="k\n", ok=False, AI_SERVICE_CREDENTIALS_KEY="")
     assert missing.returncode == 1 and "AI_SERVICE_CREDENTIALS_KEY" in missing.stderr
 
@@ -61,9 +61,9 @@ def test_a_key_encrypted_by_the_cli_is_read_with_the_secret() -> None:
 def test_pools_list_shows_labels_and_sources_never_keys() -> None:
     out = run("list", "--json", **pools_env())
     rows = orjson.loads(out.stdout)
-    assert [(r["label"], r["weight"], r["key"]) for r in rows] == [
-        ("team-a", 3, "given"),
-        ("team-b", 1, "$TEAM_B_KEY"),
+    assert [(r["label"], r["weight"], r["key"], r["source"]) for r in rows] == [
+        ("team-a", 3, "given", "settings"),
+        ("team-b", 1, "$TEAM_B_KEY", "settings"),
     ]
     assert rows[0]["base_url"] == "https://api.openai.com/v1"
     assert "sk-secret" not in out.stdout
@@ -94,3 +94,27 @@ def test_pools_enable_needs_redis_and_writes_the_shared_state() -> None:
     finally:
         client.delete(prefix + "openai")
         client.close()
+
+
+def test_pools_add_stores_the_key_encrypted_and_remove_deletes_it(database: str) -> None:
+    secret = run("new-secret").stdout.strip()
+    refused = run("add", "openai", "extra", stdin="sk-extra-key\n", ok=False)
+    assert refused.returncode == 1 and "AI_SERVICE_CREDENTIALS_KEY" in refused.stderr
+    env = {**pools_env(), "AI_SERVICE_CREDENTIALS_KEY": secret}
+    out = run("add", "openai", "extra", "--weight", "2", stdin="sk-extra-key\n", **env)
+    assert "sk-extra-key" not in out.stdout
+    run("add", "claude", "ws", "--key-env", "ANTHROPIC_WS_KEY", **env)
+    taken = run("add", "openai", "team-a", stdin="k\n", ok=False, **env)
+    assert taken.returncode == 1 and "taken" in taken.stderr
+    listed = orjson.loads(run("list", "--json", **env).stdout)
+    assert [(r["provider"], r["label"], r["source"], r["key"]) for r in listed] == [
+        ("openai", "team-a", "settings", "given"),
+        ("openai", "team-b", "settings", "$TEAM_B_KEY"),
+        ("openai", "extra", "stored", "encrypted"),
+        ("claude", "ws", "stored", "$ANTHROPIC_WS_KEY"),
+    ]
+    raw = Path(database.removeprefix("sqlite:///")).read_bytes()
+    assert b"sk-extra-key" not in raw  # only its token is stored
+    run("remove", "openai", "extra", **env)
+    assert run("remove", "openai", "extra", ok=False, **env).returncode == 1
+    assert run("remove", "openai", "team-a", ok=False, **env).returncode == 1  # the settings'

@@ -197,11 +197,14 @@ def test_credential_label_migrates_up_and_down(backend: str, tmp_path: Path) -> 
     url = database.url if database is not None else f"sqlite:///{tmp_path / 'migrate.db'}"
     try:
         upgrade(url)
-        assert "credential" in _schema(url)[1]
+        tables, columns = _schema(url)
+        assert "credential" in columns and "api_upstream_credentials" in tables
         command.downgrade(alembic_config(url), "0011_webhooks")
-        assert "credential" not in _schema(url)[1]
+        tables, columns = _schema(url)
+        assert "credential" not in columns and "api_upstream_credentials" not in tables
         upgrade(url)
-        assert "credential" in _schema(url)[1]
+        tables, columns = _schema(url)
+        assert "credential" in columns and "api_upstream_credentials" in tables
     finally:
         if database is not None:
             database.drop()

@@ -52,6 +52,7 @@ from ai_service.metrics import CHAT_PATH
 from ai_service.middleware import RequestContextMiddleware, request_context
 from ai_service.pools.metrics import PoolCollector
 from ai_service.ratelimit import build_limiter
+from ai_service.services import credential_admin
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
@@ -100,8 +101,12 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         )
         try:
             await state.catalog.reload()
+            await credential_admin.refresh(state)
         except DB_ERRORS:
             log.warning("database unreachable at startup; serving 503 until it answers")
+        upstream_pools.alert(state.credential_alert)
+        state.upstream.observe = upstream_pools.observe if upstream_pools.pools else None
+        state.metrics.registry.register(PoolCollector(upstream_pools))
         app.state.ai = state
         state.spawn(tokens.prepare())  # usage estimates' tokenizer, loaded in a thread
         # what startup built lives as long as the process: keep it out of every GC pass
@@ -118,10 +123,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             )
         )
         state.webhooks = Webhooks.start(engine, settings, state.metrics, state.instance_id)
-        if upstream_pools.pools:
-            state.upstream.observe = upstream_pools.observe
-            upstream_pools.alert(state.credential_alert)
-            state.metrics.registry.register(PoolCollector(upstream_pools))
+        taking_up = asyncio.ensure_future(credential_admin.refresh_forever(state))
         try:
             yield
         finally:
@@ -130,9 +132,10 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 await state.webhooks.close()
             await state.limiter.aclose()
             await upstream_pools.aclose()
-            alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await alive
+            for task in (alive, taking_up):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(*DB_ERRORS):
                 await instances.leave(engine, state.instance_id)
             await client.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.dashboard.conftest import PageProblems, in_browser, screenshot_path
 from tests.fakes.behaviours import ErrorReply
@@ -33,7 +34,9 @@ def test_operator_sees_a_disabled_credential_and_enables_it(
         {"label": label, "key": fake.api_key, "base_url": fake.base_url, "rpm": 600}
         for label, fake in pair.items()
     ]
-    gw = gateway_factory(admin_key=ADMIN_KEY, pools={"openai": pools})
+    gw = gateway_factory(
+        admin_key=ADMIN_KEY, pools={"openai": pools}, credentials_key=Fernet.generate_key().decode()
+    )
     key = gw.create_user("alice", "10")
     pair["a"].fail(ErrorReply(401))
     for _ in range(6):  # a's first request disables it (whenever it is chosen)
@@ -71,5 +74,20 @@ def journey(gw: Gateway, page: Any, problems: PageProblems) -> None:
     assert page.get_by_role("status").inner_text() == "Credential back in service."
     row = page.locator("#credentials tr[data-credential='openai/a']")
     assert row.locator(".badge.status").inner_text() == "in service"
-    assert row.locator("button").count() == 0
+    assert row.locator("button").count() == 0  # the settings' credential: no remove either
+
+    # a credential added from the form: its key stored encrypted, never shown again
+    form = page.locator("#add-credential")
+    form.locator("select[name=provider]").select_option("claude")
+    form.locator("input[name=label]").fill("ws-new")
+    form.locator("input[name=key]").fill("sk-ant-typed-0123456789")
+    form.locator("input[name=rpm]").fill("50")
+    form.locator("button").click()
+    page.wait_for_url(base + "/pools?done=add")
+    added = page.locator("#credentials tr[data-credential='claude/ws-new']")
+    assert "stored" in added.inner_text() and "50" in added.inner_text()
+    assert "sk-ant-typed" not in page.content()
+    added.locator("button", has_text="Remove").click()
+    page.wait_for_url(base + "/pools?done=remove")
+    assert page.locator("#credentials tr[data-credential='claude/ws-new']").count() == 0
     assert problems == []

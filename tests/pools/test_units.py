@@ -123,20 +123,21 @@ def test_a_failed_trial_opens_the_breaker_for_another_cooldown() -> None:
 def test_credentials_come_from_the_settings_a_variable_or_an_encrypted_token() -> None:
     secret = Fernet.generate_key().decode()
     token = encrypt_key("sk-enc", secret)
-    environ = {"AI_SERVICE_CREDENTIALS_KEY": secret, "TEAM_KEY": "sk-env"}
+    environ = {"TEAM_KEY": "sk-env"}
     url = "https://api.example/v1"
-    given = resolve(CredentialSpec(label="a", key="sk-given"), url, environ)
+    given = resolve(CredentialSpec(label="a", key="sk-given"), url, secret, environ)
     assert (given.key, given.base_url) == ("sk-given", url)
-    assert resolve(CredentialSpec(label="b", key_env="TEAM_KEY"), url, environ).key == "sk-env"
-    assert resolve(CredentialSpec(label="c", key_encrypted=token), url, environ).key == "sk-enc"
+    from_env = resolve(CredentialSpec(label="b", key_env="TEAM_KEY"), url, secret, environ)
+    assert from_env.key == "sk-env"
+    encrypted = CredentialSpec(label="c", key_encrypted=token)
+    assert resolve(encrypted, url, secret, environ).key == "sk-enc"
     assert "sk-given" not in repr(given)
     with pytest.raises(CredentialError, match="UNSET is not set"):
-        resolve(CredentialSpec(label="d", key_env="UNSET"), url, environ)
-    wrong = {"AI_SERVICE_CREDENTIALS_KEY": Fernet.generate_key().decode()}
+        resolve(CredentialSpec(label="d", key_env="UNSET"), url, secret, environ)
     with pytest.raises(CredentialError, match="cannot decrypt"):
-        resolve(CredentialSpec(label="e", key_encrypted=token), url, wrong)
+        resolve(encrypted, url, Fernet.generate_key().decode(), environ)
     with pytest.raises(CredentialError, match="AI_SERVICE_CREDENTIALS_KEY"):
-        resolve(CredentialSpec(label="f", key_encrypted=token), url, {})
+        resolve(encrypted, url, None, environ)
 
 
 def test_settings_refuse_malformed_pools() -> None:
@@ -150,6 +151,8 @@ def test_settings_refuse_malformed_pools() -> None:
         Settings(pools={"openai": [{"label": "a", "key": "k"}, {"label": "a", "key": "j"}]})
     with pytest.raises(ValidationError, match="weight"):
         Settings(pools={"openai": [{"label": "a", "key": "k", "weight": 0}]})
+    with pytest.raises(ValidationError, match="Fernet key"):
+        Settings(credentials_key="not-a-fernet-key")
 
 
 def test_a_request_built_for_one_credential_is_sent_with_anothers() -> None:

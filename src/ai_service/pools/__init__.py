@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ai_service.pools.breaker import Breaker
 from ai_service.pools.credentials import (
+    DEFAULT_LABEL,
     Credential,
     CredentialError,
     CredentialSpec,
@@ -57,16 +59,33 @@ __all__ = [
 log = logging.getLogger("ai_service.pools")
 
 
+# per provider, its credentials in order, each with where it comes from
+# ("settings", "stored": the database, "environment": the provider's own variable)
+Sourced = dict[str, list[tuple[Credential, str]]]
+
+
 class Pools:
     """Every provider's pool, by provider; finds the member an adapter belongs to."""
 
-    def __init__(self, pools: Mapping[str, Pool], shared: SharedState | None = None) -> None:
+    def __init__(
+        self,
+        pools: Mapping[str, Pool],
+        shared: SharedState | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.pools = dict(pools)
         self.shared = shared
+        self.settings = settings
+        self.notify: Notify | None = None
+        self.stored_mark: object = None  # what the stored credentials were when last taken up
+        self._members: dict[int, tuple[Pool, Member]] = {}
+        self._index()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _index(self) -> None:
         self._members = {
             id(m.adapter): (pool, m) for pool in self.pools.values() for m in pool.members
         }
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def get(self, provider: str) -> Pool | None:
         return self.pools.get(provider)
@@ -74,6 +93,28 @@ class Pools:
     def primaries(self) -> dict[str, Adapter]:
         """The adapter each pooled provider's requests are built with (its first credential)."""
         return {name: pool.primary.adapter for name, pool in self.pools.items()}
+
+    def apply(self, credentials: Sourced) -> None:
+        """Take a new list of credentials: a credential unchanged keeps its member (and its
+        state), a new one starts afresh, a provider left without any loses its pool."""
+        assert self.settings is not None
+        for provider, entries in credentials.items():
+            pool = self.pools.get(provider)
+            old = pool.by_label if pool is not None else {}
+            members = []
+            for credential, source in entries:
+                found = old.get(credential.label)
+                if found is None or found.credential != credential:
+                    found = member(credential, adapter_for(provider, credential), self.settings)
+                found.source = source
+                members.append(found)
+            if pool is None:
+                self.pools[provider] = Pool(provider, members, self.notify)
+            else:
+                pool.replace(members)
+        for provider in [p for p in self.pools if p not in credentials]:
+            del self.pools[provider]
+        self._index()
 
     def observe(self, adapter: Adapter, headers: Mapping[str, str]) -> None:
         """The upstream's hook: every answer's headers, for the member that sent it."""
@@ -104,6 +145,7 @@ class Pools:
 
     def alert(self, notify: Notify) -> None:
         """Tell `notify` of every credential disabled or enabled from now on."""
+        self.notify = notify
         for pool in self.pools.values():
             pool.notify = notify
 
@@ -119,30 +161,62 @@ class Pools:
             await self.shared.aclose()
 
 
+def adapter_for(provider: str, credential: Credential) -> Adapter:
+    spec = REGISTRY[provider]
+    config = ProviderConfig(provider, credential.base_url, credential.key, spec.key_variable)
+    return spec.adapter(config)
+
+
+def sourced(
+    settings: Settings,
+    stored: Mapping[str, list[CredentialSpec]],
+    environ: Mapping[str, str] = os.environ,
+) -> Sourced:
+    """Every pooled provider's credentials: the settings' first, then the stored ones (after
+    the provider's own key, labelled `default`, when the settings give it no pool).
+
+    Raises `CredentialError` for a settings entry whose key cannot be had; a stored one
+    that cannot be had is left out, and logged.
+    """
+    secret = settings.credentials_secret
+    found: Sourced = {}
+    for provider in REGISTRY:
+        default_url, single = settings.provider_credentials(provider)
+        entries = [
+            (resolve(spec, default_url, secret, environ), "settings")
+            for spec in settings.pools.get(provider, [])
+        ]
+        extra = stored.get(provider, [])
+        if extra and not entries and single:
+            entries.append((Credential(DEFAULT_LABEL, single, default_url), "environment"))
+        taken = {credential.label for credential, _ in entries}
+        for spec in extra:
+            if spec.label in taken:
+                continue  # the settings' entry of that label wins
+            try:
+                entries.append((resolve(spec, default_url, secret, environ), "stored"))
+            except CredentialError as exc:
+                log.error("pools: stored credential left out: %s", exc)
+        if entries:
+            found[provider] = entries
+    return found
+
+
 def build(
-    settings: Settings, notify: Notify | None = None, shared: SharedState | None = None
+    settings: Settings,
+    stored: Mapping[str, list[CredentialSpec]] | None = None,
+    shared: SharedState | None = None,
 ) -> Pools:
-    """The pools the settings configure. Raises `CredentialError` for a key it cannot have."""
-    pools: dict[str, Pool] = {}
-    for provider, specs in settings.pools.items():
-        if not specs:
-            continue
-        spec = REGISTRY[provider]
-        default_url, _ = settings.provider_credentials(provider)
-        members = []
-        for entry in specs:
-            credential = resolve(entry, default_url)
-            config = ProviderConfig(
-                provider, credential.base_url, credential.key, spec.key_variable
-            )
-            members.append(member(credential, spec.adapter(config), settings))
-        pools[provider] = Pool(provider, members, notify)
-    return Pools(pools, shared)
+    """The pools of the settings (and the stored credentials). Raises `CredentialError`
+    for a settings entry whose key it cannot have."""
+    pools = Pools({}, shared, settings)
+    pools.apply(sourced(settings, stored or {}))
+    return pools
 
 
 def shared_state(settings: Settings) -> SharedState | None:
     """The Redis-shared state of the pools when Redis and a pool are configured."""
-    if settings.redis_url is None or not any(settings.pools.values()):
+    if settings.redis_url is None:
         return None
     from ai_service.ratelimit.redis import connect
 

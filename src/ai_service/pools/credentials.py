@@ -9,8 +9,11 @@ given one of three ways, and never shown again once given:
     key_encrypted  a Fernet token of it, made by `ai-service pools encrypt-key`
                    and decrypted with `AI_SERVICE_CREDENTIALS_KEY`
 
-A provider without a pool entry in the settings is the pool of one made of
-its conventional variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`).
+Entries come from the settings (`pools`) and from the database, where
+operators add them at run time (`api_upstream_credentials`: a key is stored
+only encrypted, or as a variable's name). A provider with entries only in the
+database keeps its conventional key (`OPENAI_API_KEY`) as its first
+credential, labelled `default`.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ class Credential:
     tpm: int | None = None
 
 
+def check_secret(secret: str) -> str:
+    """A Fernet key (`ai-service pools new-secret`). Raises `ValueError` otherwise."""
+    Fernet(secret.encode())
+    return secret
+
+
 class CredentialError(ValueError):
     """A pool entry whose key cannot be had (variable unset, token unreadable)."""
 
@@ -82,9 +91,13 @@ def decrypt_key(token: str, secret: str) -> str:
 
 
 def resolve(
-    spec: CredentialSpec, default_url: str, environ: Mapping[str, str] = os.environ
+    spec: CredentialSpec,
+    default_url: str,
+    secret: str | None,
+    environ: Mapping[str, str] = os.environ,
 ) -> Credential:
-    """The credential of a pool entry. Raises `CredentialError` when its key cannot be had."""
+    """The credential of a pool entry; `secret` decrypts `key_encrypted` (the setting
+    `credentials_key`). Raises `CredentialError` when its key cannot be had."""
     if spec.key is not None:
         key = spec.key.get_secret_value()
     elif spec.key_env is not None:
@@ -93,7 +106,6 @@ def resolve(
             raise CredentialError(f"pool credential {spec.label!r}: {spec.key_env} is not set")
     else:
         assert spec.key_encrypted is not None
-        secret = environ.get(CREDENTIALS_KEY_VARIABLE, "")
         if not secret:
             raise CredentialError(
                 f"pool credential {spec.label!r} is encrypted: set {CREDENTIALS_KEY_VARIABLE}"

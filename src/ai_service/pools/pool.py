@@ -51,6 +51,7 @@ class Member:
     blocked_until: float = 0.0
     disabled: str | None = None  # why it was taken out (None: in service)
     changed: float = 0.0  # wall time of its last state change (newest wins across instances)
+    source: str = "settings"  # where it is configured: settings, stored, environment
     counts: dict[str, int] = field(default_factory=dict)  # requests, errors, 429s
 
     @property
@@ -116,6 +117,13 @@ class Pool:
         self.synced = 0.0  # when the shared state was last read (0: never)
         self.dirty = False  # a state change not yet shared
         self.by_label = {m.label: m for m in members}
+
+    def replace(self, members: list[Member]) -> None:
+        """Serve with these credentials from now on (requests under way keep theirs)."""
+        self.members = members
+        self.primary = members[0]
+        self.by_label = {m.label: m for m in members}
+        self.synced = 0.0
 
     def choose(self, tokens: int, tried: set[Member]) -> Member | None:
         """A credential that may send `tokens` now, by weight and headroom; untried ones

@@ -177,7 +177,7 @@ async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
             image_allowance=state.settings.image_token_allowance,
         )
         plan = Plan([Target(provider, resolved)], client_limit, limit=client_limit)
-        plan.bounds.append(Bound(tokens + unseen, 1, request, client_limit, fees))
+        plan.bounds.append(Bound(tokens + unseen, 1, request, client_limit, fees, adapter))
         call.prompt_bound = tokens + unseen
         await pipeline.reserve(call, plan)
     except BaseException:

@@ -33,6 +33,7 @@ def view(pool: Pool, member: Member, now: float) -> dict[str, Any]:
     return {
         "provider": pool.provider,
         "label": credential.label,
+        "source": member.source,
         "base_url": credential.base_url,
         "weight": credential.weight,
         "rpm": credential.rpm,

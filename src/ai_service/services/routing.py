@@ -94,6 +94,7 @@ class Bound:
     request: UpstreamRequest | None = None
     limit: int = 0
     fees: int = 0
+    adapter: Adapter | None = None  # the adapter that built `request` (its credential's)
 
 
 @dataclass(slots=True)
@@ -225,7 +226,7 @@ def plan_chain(
             message_allowance=settings.message_token_allowance,
             image_allowance=settings.image_token_allowance,
         )
-        plan.bounds.append(Bound(tokens + unseen, request.choices, request, limit))
+        plan.bounds.append(Bound(tokens + unseen, request.choices, request, limit, 0, adapter))
     return plan
 
 
@@ -312,6 +313,7 @@ class Tries:
     __slots__ = (
         "adapter",
         "attempts",
+        "builder",
         "deadline",
         "limit",
         "prepared",
@@ -328,6 +330,7 @@ class Tries:
         self.target = target = plan.chain[index]
         self.adapter = state.adapters[target.provider]
         self.prepared = plan.prepared(index, target)
+        self.builder = plan.bounds[index].adapter if index < len(plan.bounds) else None
         self.limit = plan.limit_for(target)
         self.attempts = attempts
         self.deadline = deadline
@@ -366,6 +369,9 @@ class Tries:
         moves the request to another at once, without using a retry, while another can
         send it; when none can, the earliest any can is waited for within the budget."""
         target, pools, tokens = self.target, self.state.pools, self.tokens
+        prepared = self.prepared
+        if self.builder is not pool.primary.adapter:
+            prepared = None  # built before the pool changed: each attempt builds its own
         number = moves = 0
         tried: set[Member] = set()
         while True:
@@ -381,7 +387,7 @@ class Tries:
                 continue
             try:
                 result = await attempt(
-                    member.adapter, target, pool.sending(member, self.prepared), self.limit
+                    member.adapter, target, pool.sending(member, prepared), self.limit
                 )
             except ServiceError as exc:
                 self.attempts.record(target, f"{exc.status} {exc.message}", member.label)

@@ -359,3 +359,28 @@ class ApiLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiUpstreamCredential(Base):
+    """A pool credential an operator added (admin API, CLI, dashboard), beside the settings'.
+
+    The key is stored only as a Fernet token (`key_encrypted`, with
+    `AI_SERVICE_CREDENTIALS_KEY`) or as the name of an environment variable
+    (`key_env`), never in clear; no API returns either.
+    """
+
+    __tablename__ = "api_upstream_credentials"
+    __table_args__ = (UniqueConstraint("provider", "label"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(64))
+    key_encrypted: Mapped[str | None] = mapped_column(Text)
+    key_env: Mapped[str | None] = mapped_column(String(128))
+    base_url: Mapped[str | None] = mapped_column(Text)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
