@@ -13,8 +13,18 @@ import pytest
 from redis import Redis
 
 from ai_service.pools.credentials import CredentialSpec, resolve
+from ai_service.storage.db import upgrade
 
 REDIS_URL = os.environ.get("AI_SERVICE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated SQLite database of its own: stored credentials live there."""
+    url = f"sqlite:///{tmp_path / 'pools.db'}"
+    monkeypatch.setenv("AI_SERVICE_DATABASE_URL", url)
+    upgrade(url)
+    return url
 
 
 def run(

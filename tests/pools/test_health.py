@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+from prometheus_client import generate_latest
 
 from tests.fakes.behaviours import Answer, ErrorReply
 from tests.fakes.openai_flavours import FakeOpenAI
@@ -37,7 +38,7 @@ def test_a_failing_credentials_breaker_opens_then_closes_after_a_good_trial(
     assert len(fakes["a"].requests) == 2  # then its breaker opened: no more sent to it
     view = pools_view(gw)["a"]
     assert (view["breaker"], view["status"], view["errors"]) == ("open", "breaker open", 2)
-    metrics = httpx.get(gw.url + "/metrics").text
+    metrics = generate_latest(gw.state.metrics.registry).decode()  # what /metrics renders
     assert (
         'ai_service_upstream_credential_breaker_state{credential="a",provider="openai"} 2.0'
         in metrics
