@@ -19,8 +19,10 @@ named events (`message_start` with the input usage, `content_block_start`,
 `message_delta` with the stop reason and the output tokens, `message_stop`).
 
 Every API streams the same N words with the same pause between events.
-`POST /_bench/config` sets the reply delay, the chunk count and the pause
-between chunks; `GET /_bench/stats` counts answers.
+`POST /_bench/config` sets the reply delay, the chunk count, the pause
+between chunks, and whether answers carry OpenAI's rate-limit headers
+(`x-ratelimit-*`, limits far above the load: what a pool reads on every
+answer); `GET /_bench/stats` counts answers.
 
     python -m bench.fake_upstream --port 9001
 """
@@ -45,6 +47,11 @@ TEXT = (
 )
 WORDS = TEXT.split(" ")
 DONE = b"data: [DONE]\n\n"
+RATE_LIMIT_HEADERS = (
+    b"x-ratelimit-limit-requests: 1000000\r\nx-ratelimit-remaining-requests: 999999\r\n"
+    b"x-ratelimit-reset-requests: 1ms\r\nx-ratelimit-limit-tokens: 1000000000\r\n"
+    b"x-ratelimit-remaining-tokens: 999990000\r\nx-ratelimit-reset-tokens: 1ms\r\n"
+)
 
 
 class Config:
@@ -54,11 +61,14 @@ class Config:
         self.interval = 0.002  # seconds between stream events
         self.answers = 0
         self.serial = 0  # answers of the Responses and Messages APIs, never reset: their ids
+        self.headers = b""  # extra header lines of every answer
 
     def update(self, data: dict[str, Any]) -> None:
         self.delay = float(data.get("delay_ms", self.delay * 1000)) / 1000
         self.chunks = int(data.get("chunks", self.chunks))
         self.interval = float(data.get("interval_ms", self.interval * 1000)) / 1000
+        if "rate_limit_headers" in data:
+            self.headers = RATE_LIMIT_HEADERS if data["rate_limit_headers"] else b""
         self.answers = 0
 
 
@@ -369,8 +379,8 @@ class Handler(asyncio.Protocol):
             return
         reason = b"OK" if status == 200 else b"Error"
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
-            % (status, reason, ctype, len(payload), payload)
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s\r\n%s"
+            % (status, reason, ctype, len(payload), self.cfg.headers, payload)
         )
 
     async def _later(self, body: dict[str, Any], n: int, answer: Answer = completion) -> None:
@@ -386,7 +396,10 @@ class Handler(asyncio.Protocol):
             return
         self.transport.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" + _chunk(events[0])
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+            + cfg.headers
+            + b"\r\n"
+            + _chunk(events[0])
         )
         for event in events[1:]:
             if cfg.interval > 0:

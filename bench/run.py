@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import os
 import shutil
 import sys
 import tempfile
@@ -45,6 +46,7 @@ class Bench:
     tmp: Path
     src: Path | None  # the ai_service sources to run (None: the installed package)
     baseline: tuple[str, Path] | None = None  # (label suffix, sources) of --baseline
+    rate_limit_headers: bool = False  # the fake's answers carry x-ratelimit-* (--pool)
 
     def gateway(
         self, kind: str, label: str, workers: int = 1, src: Path | None = None
@@ -65,7 +67,9 @@ class Bench:
 
     def load(self, target: targets.Target, scenario: Scenario, timing: Timing) -> dict[str, Any]:
         """One load-generator run against `target`; returns the generator's JSON."""
-        self.upstream.configure(scenario.delay_ms, CHUNKS, CHUNK_INTERVAL_MS)
+        self.upstream.configure(
+            scenario.delay_ms, CHUNKS, CHUNK_INTERVAL_MS, self.rate_limit_headers
+        )
         body = self.tmp / f"{scenario.key}.json"
         body.write_bytes(scenario.body())
         out = self.tmp / "load.json"
@@ -232,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline", help="also run the gateway rows at this revision, interleaved (before/after)"
     )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        metavar="N",
+        help="the gateways serve OpenAI and Anthropic through a pool of N credentials (a "
+        "revision without pools uses its one key), and the fake sends rate-limit headers",
+    )
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/...)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--profile", nargs="?", const="json-c64", metavar="SCENARIO")
@@ -266,8 +277,15 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL rows are skipped")
         chosen = [k for k in chosen if k not in ("pg", "pg-workers")]
 
+    if args.pool is not None:
+        if args.pool < 1:
+            parser.error("--pool needs 1 credential or more")
+        # as BENCH_GATEWAY_<NAME> does for any setting
+        os.environ[targets.GATEWAY_PREFIX + "AI_SERVICE_POOLS"] = targets.pool_settings(args.pool)
+
     started = time.monotonic()
     with bench(args.ref, args.baseline) as (b, commit):
+        b.rate_limit_headers = args.pool is not None
         if b.server_core is None:
             print(
                 "warning: fewer than 2 CPUs: nothing is pinned; CPU per request is still measured"
@@ -295,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
+        "pool": args.pool,
         "timing": {"warmup_s": timing.warmup, "duration_s": timing.duration,
                    "rounds": timing.rounds},
         "fake_upstream": {"chunks": CHUNKS, "chunk_interval_ms": CHUNK_INTERVAL_MS},

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from bench import procs
 from bench.scenarios import APIS
 
@@ -56,9 +58,18 @@ class Upstream:
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def configure(self, delay_ms: float, chunks: int, interval_ms: float) -> None:
-        body = f'{{"delay_ms": {delay_ms}, "chunks": {chunks}, "interval_ms": {interval_ms}}}'
-        procs.post_json(self.origin + "/_bench/config", body.encode())
+    def configure(
+        self, delay_ms: float, chunks: int, interval_ms: float, rate_limit_headers: bool = False
+    ) -> None:
+        body = orjson.dumps(
+            {
+                "delay_ms": delay_ms,
+                "chunks": chunks,
+                "interval_ms": interval_ms,
+                "rate_limit_headers": rate_limit_headers,
+            }
+        )
+        procs.post_json(self.origin + "/_bench/config", body)
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -115,6 +126,12 @@ def bare_proxy(upstream: Upstream, core: int | None, logs: Path) -> Iterator[Tar
 def ai_service_command() -> list[str]:
     script = Path(sys.executable).parent / "ai-service"
     return [str(script)] if script.exists() else python_module("ai_service")
+
+
+def pool_settings(size: int) -> str:
+    """`AI_SERVICE_POOLS` of `size` credentials per provider, all at the fake upstream."""
+    entries = [{"label": f"k{i}", "key": f"{UPSTREAM_KEY}-{i}"} for i in range(1, size + 1)]
+    return orjson.dumps({"openai": entries, "claude": entries}).decode()
 
 
 def gateway_env(database_url: str, upstream: Upstream, src: Path | None) -> dict[str, str]:

@@ -224,3 +224,22 @@ def test_usage_totals_and_retention_migrate_up_and_down(backend: str, tmp_path: 
     finally:
         if database is not None:
             database.drop()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_credential_label_migrates_up_and_down(backend: str, tmp_path: Path) -> None:
+    database = PostgresDatabase() if backend == "postgresql" else None
+    url = database.url if database is not None else f"sqlite:///{tmp_path / 'migrate.db'}"
+    try:
+        upgrade(url)
+        tables, columns = _schema(url)
+        assert "credential" in columns and "api_upstream_credentials" in tables
+        command.downgrade(alembic_config(url), "0012_usage_daily")
+        tables, columns = _schema(url)
+        assert "credential" not in columns and "api_upstream_credentials" not in tables
+        upgrade(url)
+        tables, columns = _schema(url)
+        assert "credential" in columns and "api_upstream_credentials" in tables
+    finally:
+        if database is not None:
+            database.drop()

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from ai_service import __version__, instances, providers
+from ai_service import __version__, instances, pools, providers
 from ai_service.api.render import error_response
 from ai_service.api.responses import json_response
 from ai_service.api.routes import (
@@ -26,11 +26,13 @@ from ai_service.api.routes import (
     admin,
     admin_budgets,
     admin_catalog,
+    admin_pools,
     admin_usage,
     admin_webhooks,
     chat,
     dashboard,
     dashboard_log,
+    dashboard_pools,
     dashboard_users,
     dashboard_webhooks,
     embeddings,
@@ -48,8 +50,10 @@ from ai_service.config import Settings
 from ai_service.errors import ServiceError, to_openai_error
 from ai_service.metrics import CHAT_PATH
 from ai_service.middleware import RequestContextMiddleware, request_context
+from ai_service.pools.metrics import PoolCollector
 from ai_service.ratelimit import build_limiter
 from ai_service.retention import RetentionJob
+from ai_service.services import credential_admin
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
@@ -72,6 +76,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         timeouts = Timeouts(
             settings.connect_timeout, settings.first_byte_timeout, settings.stream_idle_timeout
         )
+        upstream_pools = pools.build(settings, shared=pools.shared_state(settings))
         state = AppState(
             settings=settings,
             engine=engine,
@@ -81,7 +86,8 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 sessions, settings.catalog_refresh_seconds, settings.unknown_model_policy
             ),
             upstream=Upstream(client, timeouts),
-            adapters=providers.configured(settings),
+            adapters={**providers.configured(settings), **upstream_pools.primaries()},
+            pools=upstream_pools,
             # one id per process run: a restart under the same configured name is a new
             # instance, so the lease releases what the killed run held
             instance_id=f"{settings.instance_id or 'gw'}-{uuid.uuid4().hex[:12]}",
@@ -96,8 +102,12 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         )
         try:
             await state.catalog.reload()
+            await credential_admin.refresh(state)
         except DB_ERRORS:
             log.warning("database unreachable at startup; serving 503 until it answers")
+        upstream_pools.alert(state.credential_alert)
+        state.upstream.observe = upstream_pools.observe if upstream_pools.pools else None
+        state.metrics.registry.register(PoolCollector(upstream_pools))
         app.state.ai = state
         state.spawn(tokens.prepare())  # usage estimates' tokenizer, loaded in a thread
         # what startup built lives as long as the process: keep it out of every GC pass
@@ -115,6 +125,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
         )
         state.webhooks = Webhooks.start(engine, settings, state.metrics, state.instance_id)
         retention = RetentionJob.start(engine, settings, state.instance_id)
+        taking_up = asyncio.ensure_future(credential_admin.refresh_forever(state))
         try:
             yield
         finally:
@@ -123,9 +134,11 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 await state.webhooks.close()
             await retention.close()
             await state.limiter.aclose()
-            alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await alive
+            await upstream_pools.aclose()
+            for task in (alive, taking_up):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(*DB_ERRORS):
                 await instances.leave(engine, state.instance_id)
             await client.close()
@@ -246,10 +259,12 @@ def create_api(settings: Settings) -> FastAPI:
         admin_catalog,
         admin_usage,
         admin_webhooks,
+        admin_pools,
         dashboard,
         dashboard_users,
         dashboard_log,
         dashboard_webhooks,
+        dashboard_pools,
     )
     routers = [
         m.router

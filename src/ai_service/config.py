@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from ai_service.billing.money import usd_to_nano
+from ai_service.pools.credentials import CredentialSpec, check_secret
 from ai_service.providers import REGISTRY
 from ai_service.webhooks.signing import secret_key
 
@@ -121,6 +122,19 @@ class Settings(ProviderSettings):
     fallbacks: dict[str, list[str]] = Field(
         default_factory=lambda: {"openai:gpt-5.4-nano": ["openai:gpt-5.4-mini"]}
     )
+    # upstream pools (ai_service.pools): per provider, several credentials chosen per attempt
+    # by weight and headroom; a provider listed here ignores its single-key variables
+    pools: dict[str, list[CredentialSpec]] = Field(default_factory=dict)
+    # a credential's breaker opens after this many failures in a row (5xx, timeouts) and lets
+    # a trial request through after the cooldown
+    pool_breaker_failures: int = Field(5, ge=1)
+    pool_breaker_cooldown_seconds: float = Field(30.0, gt=0)
+    # with Redis, each instance reads the pools' shared state when its copy is this old
+    pool_state_refresh_seconds: float = Field(1.0, gt=0)
+    pool_state_prefix: str = "ai-service:pool:"
+    # the Fernet key that encrypts the pools' stored keys (`ai-service pools new-secret`);
+    # give it in the environment, not in the YAML file that holds encrypted keys
+    credentials_key: SecretStr | None = None
     # idempotency keys are kept this long
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_max_bytes: int = 4 * 1024 * 1024
@@ -201,6 +215,36 @@ class Settings(ProviderSettings):
         if value is not None and usd_to_nano(value) < 0:
             raise ValueError("AI_SERVICE_LOW_BALANCE_ALERT_USD cannot be negative")
         return value
+
+    @field_validator("pools")
+    @classmethod
+    def _check_pools(
+        cls, value: dict[str, list[CredentialSpec]]
+    ) -> dict[str, list[CredentialSpec]]:
+        for provider, specs in value.items():
+            if provider not in REGISTRY:
+                raise ValueError(f"pools: unknown provider {provider!r}")
+            labels = [spec.label for spec in specs]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"pools: {provider} has two credentials of the same label")
+        return value
+
+    @field_validator("credentials_key")
+    @classmethod
+    def _check_credentials_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                check_secret(value.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    "AI_SERVICE_CREDENTIALS_KEY must be a Fernet key (ai-service pools new-secret)"
+                ) from None
+        return value
+
+    @property
+    def credentials_secret(self) -> str | None:
+        key = self.credentials_key
+        return key.get_secret_value() if key is not None else None
 
     @model_validator(mode="after")
     def _webhooks_are_signed(self) -> Settings:

@@ -52,6 +52,8 @@ class ServiceError(Exception):
         self.status = status_code if status_code is not None else self.status_code
         self.retry_after = retry_after
         self.retryable = retryable
+        # the HTTP status of the upstream answer this error maps, where it maps one
+        self.upstream_status: int | None = None
 
     def body(self) -> dict[str, Any]:
         """The OpenAI error envelope."""

@@ -19,6 +19,7 @@ from ai_service.billing.ledger import Ledger
 from ai_service.billing.pricing import UsePrices
 from ai_service.config import Settings
 from ai_service.metrics import Metrics
+from ai_service.pools import Pools
 from ai_service.providers.base import Adapter
 from ai_service.ratelimit import RateLimiter
 from ai_service.upstream import Upstream
@@ -70,10 +71,20 @@ class AppState:
     limiter: RateLimiter
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     metrics: Metrics = field(default_factory=Metrics)
+    # the providers configured with a pool of credentials (none: each its one key)
+    pools: Pools = field(default_factory=lambda: Pools({}))
     # per provider, the price of each kind of server tool use it bills per use
     use_prices: Mapping[str, UsePrices] = field(default_factory=dict)
     # alerts: the webhooks' scan and deliveries (None when no webhook URL is set)
     webhooks: Webhooks | None = None
+
+    def credential_alert(self, provider: str, label: str, kind: str, detail: str) -> None:
+        """A pool credential disabled (or enabled again): logged, counted, and an alert."""
+        log.warning(
+            "upstream credential %s", kind, extra={"provider": provider, "credential": label}
+        )
+        if self.webhooks is not None:
+            self.webhooks.credential(provider, label, kind, detail)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` to completion even if its caller is cancelled; tracked for shutdown."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 
 from ai_service.errors import ServiceError, UpstreamError, UpstreamTimeoutError
 from ai_service.providers.base import (
@@ -51,6 +52,18 @@ def make_client(pool_size: int, connect_timeout: float) -> aiohttp.ClientSession
     )
 
 
+# told every answer's headers, with the adapter that sent it (the pools' headroom)
+Observer = Callable[[Adapter, Mapping[str, str]], None]
+
+
+def _status_error(
+    adapter: Adapter, status: int, body: bytes, headers: CIMultiDictProxy[str]
+) -> ServiceError:
+    error = adapter.map_error(status, body, headers)
+    error.upstream_status = status
+    return error
+
+
 def _transport_error(adapter: Adapter, exc: BaseException) -> ServiceError:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return UpstreamTimeoutError(f"The {adapter.name} provider did not answer in time.")
@@ -63,6 +76,7 @@ class Upstream:
     def __init__(self, client: aiohttp.ClientSession, timeouts: Timeouts) -> None:
         self.client = client
         self.timeouts = timeouts
+        self.observe: Observer | None = None
         # a whole non-streamed answer, sent and read, within the first-byte timeout
         self._answer_timeout = aiohttp.ClientTimeout(
             total=timeouts.first_byte, connect=timeouts.connect
@@ -94,8 +108,10 @@ class Upstream:
                 headers = resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _transport_error(adapter, exc) from exc
+        if self.observe is not None:
+            self.observe(adapter, headers)
         if status >= 400:
-            raise adapter.map_error(status, body, headers)
+            raise _status_error(adapter, status, body, headers)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -123,6 +139,8 @@ class Upstream:
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _transport_error(adapter, exc) from exc
+        if self.observe is not None:
+            self.observe(adapter, resp.headers)
         if resp.status >= 400:
             try:
                 async with asyncio.timeout(self.timeouts.stream_idle):
@@ -131,7 +149,7 @@ class Upstream:
                 body = b""
             finally:
                 resp.release()
-            raise adapter.map_error(resp.status, body, resp.headers)
+            raise _status_error(adapter, resp.status, body, resp.headers)
         if not resp.content_type.startswith("text/event-stream"):
             resp.close()
             raise UpstreamError(f"The {adapter.name} provider did not answer with a stream.")

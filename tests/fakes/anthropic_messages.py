@@ -34,6 +34,7 @@ from aiohttp import web
 from .anthropic_rules import check_body, check_count_body, check_tools, invalid
 from .anthropic_search import Loop, plan_searches
 from .behaviours import Answer, ErrorReply
+from .limits import Verdict, anthropic_headers
 from .server import FakeServer, Frame, Surface, dumps, sse
 from .tokens import Plan, make_plan, prompt_tokens, split_chunks
 
@@ -115,6 +116,9 @@ class FakeAnthropic(FakeServer):
     def error_json(self, error: ErrorReply) -> dict[str, Any]:
         kind, message = ERROR_TYPES.get(error.status, ERROR_TYPES[500])
         return {"type": error.type or kind, "message": error.message or message}
+
+    def limit_headers(self, verdict: Verdict) -> dict[str, str]:
+        return anthropic_headers(verdict)
 
     def error_response(self, error: ErrorReply) -> web.Response:
         request_id = f"req_fake{self.next_id():016d}"

@@ -21,9 +21,9 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import orjson
 from aiohttp import web
@@ -37,6 +37,7 @@ from .behaviours import (
     ResetConnection,
     WrongContentType,
 )
+from .limits import KeyLimit, Verdict, openai_headers, request_tokens
 from .records import RecordedRequest
 
 # One frame of an SSE stream and whether it is a "delta chunk" (counted for
@@ -103,6 +104,8 @@ class FakeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.key_limit: KeyLimit | None = None
+        self.failing: ErrorReply | None = None
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -162,6 +165,7 @@ class FakeServer:
 
     async def _serve(self, ready: asyncio.Future[int]) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.on_response_prepare.append(_limit_headers)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=0.2
@@ -198,11 +202,28 @@ class FakeServer:
                 raise AssertionError(f"{type(self).__name__} received no request")
             return self._records[-1]
 
+    def limit(self, rpm: int, tpm: int = 1_000_000, window: float = 60.0) -> None:
+        """Enforce a rate limit on the key: 429 once spent, the provider's headers always."""
+        self.key_limit = KeyLimit(rpm, tpm, window)
+
+    def fail(self, error: ErrorReply) -> None:
+        """Answer every valid request with ``error`` until ``heal()``."""
+        self.failing = error
+
+    def heal(self) -> None:
+        self.failing = None
+
+    def limit_headers(self, verdict: Verdict) -> dict[str, str]:
+        """The provider's rate-limit headers (OpenAI's; Anthropic's fake has its own)."""
+        return openai_headers(verdict)
+
     def reset(self) -> None:
-        """Forget recorded requests and queued behaviours."""
+        """Forget recorded requests, queued behaviours, the key's limit and any failure."""
         with self._lock:
             self._records.clear()
             self._queue.clear()
+        self.key_limit = None
+        self.failing = None
 
     def _next(self) -> Behaviour:
         with self._lock:
@@ -304,6 +325,15 @@ class FakeServer:
         problem = surface.validate(record.body, record.headers)
         if problem is not None:
             return self.error_response(problem)
+        if self.failing is not None:
+            return self.error_response(self.failing)
+        if self.key_limit is not None:
+            verdict = self.key_limit.take(request_tokens(record.body, record.raw))
+            headers = self.limit_headers(verdict)
+            request[LIMIT_HEADERS] = headers
+            if not verdict.allowed:
+                wait = max(round(verdict.reset, 3), 0.001)
+                return self.error_response(ErrorReply(429, retry_after=wait, headers=headers))
         behaviour = self._next()
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -404,6 +434,30 @@ class FakeServer:
             await asyncio.sleep(answer.end_delay)
         await response.write_eof()
         return response
+
+
+FakeT = TypeVar("FakeT", bound=FakeServer)
+
+
+@contextlib.contextmanager
+def started(fakes: dict[str, FakeT]) -> Iterator[dict[str, FakeT]]:
+    """Several fakes (one per key, say), started together and stopped together."""
+    try:
+        yield {name: fake.start() for name, fake in fakes.items()}
+    finally:
+        for fake in fakes.values():
+            fake.stop()
+
+
+LIMIT_HEADERS = web.RequestKey("limit_headers", dict[str, str])
+
+
+async def _limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer of a limited key carries the provider's rate-limit headers."""
+    headers = request.get(LIMIT_HEADERS)
+    if headers:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
 
 
 def _no_faults(answer: Answer) -> bool:

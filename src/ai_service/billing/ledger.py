@@ -82,6 +82,7 @@ OUTCOME: tuple[tuple[str, str], ...] = (
     ("attempts", "int"),
     ("attempt_log", "text"),
     ("price_detail", "text"),
+    ("credential", "text"),
 )
 KEPT_WHEN_NONE = frozenset({"model", "provider"})  # a None keeps the row's value
 
@@ -156,6 +157,7 @@ class Settlement:
     model: str | None = None
     provider: str | None = None
     attempt_log: str | None = None
+    credential: str | None = None  # the pool credential that served it, by label
     error: str | None = None
     duration_ms: int | None = None
     upstream_latency_ms: int | None = None

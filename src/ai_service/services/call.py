@@ -201,6 +201,7 @@ class Call:
         s.provider = self.provider
         if self.attempts is not None:
             s.attempts, s.attempt_log = len(self.attempts), self.attempts.text()
+            s.credential = self.attempts.credential
         if s.request_body is None:
             s.request_body, s.truncated = self.cap(self.request_text)
         s.clean()

@@ -118,7 +118,7 @@ async def embeddings(arrival: Arrival) -> Result:
             raise await refuse(call, InvalidRequestError("This provider serves no embeddings."))
         target = Target(provider, resolved)
         # the whole body sent bounds the input tokens; there is no output
-        plan = Plan([target], 0, [Bound(len(request.body), 0, request, 0)])
+        plan = Plan([target], 0, [Bound(len(request.body), 0, request, 0, 0, adapter)])
         call.prompt_bound = len(request.body)
         await pipeline.reserve(call, plan)
     except BaseException:
@@ -126,10 +126,11 @@ async def embeddings(arrival: Arrival) -> Result:
         raise
 
     async def attempt(
-        adapter: Adapter, _target: Target, prepared: UpstreamRequest | None, _limit: int
+        sender: Adapter, target: Target, prepared: UpstreamRequest | None, _limit: int
     ) -> JsonObject:
-        assert prepared is not None
-        return await state.upstream.exchange(adapter, prepared)
+        sending = prepared or sender.embeddings_request(body, target.resolved.model)
+        assert sending is not None  # its provider serves embeddings: checked above
+        return await state.upstream.exchange(sender, sending)
 
     target, data = await pipeline.dispatch(call, plan, attempt)
     return await answer(call, adapter, body, data, {"X-Served-Model": target.resolved.model})

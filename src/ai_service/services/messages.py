@@ -161,9 +161,9 @@ async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
     hidden = tool_prompt_tokens(model, body) + tools.hidden
     fees = tools.fees(state.use_prices.get(provider, NO_USE_PRICES))
 
-    def build(limit: int) -> UpstreamRequest:
+    def build(limit: int, sender: AnthropicAdapter = adapter) -> UpstreamRequest:
         sent = encoded(raw, body, model, limit)
-        return adapter.passthrough(MESSAGES, sent, forwarded.headers, hidden)
+        return sender.passthrough(MESSAGES, sent, forwarded.headers, hidden)
 
     try:
         request = build(client_limit)
@@ -177,7 +177,7 @@ async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
             image_allowance=state.settings.image_token_allowance,
         )
         plan = Plan([Target(provider, resolved)], client_limit, limit=client_limit)
-        plan.bounds.append(Bound(tokens + unseen, 1, request, client_limit, fees))
+        plan.bounds.append(Bound(tokens + unseen, 1, request, client_limit, fees, adapter))
         call.prompt_bound = tokens + unseen
         await pipeline.reserve(call, plan)
     except BaseException:
@@ -185,12 +185,13 @@ async def messages(arrival: Arrival, *, forwarded: Forwarded) -> Result:
         raise
 
     async def attempt(
-        _adapter: Adapter, _target: Target, prepared: UpstreamRequest | None, limit: int
+        sender: Adapter, _target: Target, prepared: UpstreamRequest | None, limit: int
     ) -> JsonObject | UpstreamStream:
-        sending = prepared or build(limit)
+        assert isinstance(sender, AnthropicAdapter)  # a credential of this provider's pool
+        sending = prepared or build(limit, sender)
         if call.stream:
-            return await state.upstream.open_events(adapter, sending, adapter.relay_parser())
-        return await state.upstream.exchange(adapter, sending)
+            return await state.upstream.open_events(sender, sending, sender.relay_parser())
+        return await state.upstream.exchange(sender, sending)
 
     _target, result = await pipeline.dispatch(call, plan, attempt)
     headers = forwarded.answer_headers()

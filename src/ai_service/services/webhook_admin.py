@@ -29,6 +29,9 @@ def summary(event_type: str, data: dict[str, Any]) -> str:
     """One line about an event: `key ais-AbCd daily budget at 80% ($4.1 of $5.0)`."""
     if event_type == "balance.low":
         return f"balance ${data['balance_usd']} below ${data['threshold_usd']}"
+    if event_type.startswith("credential."):
+        state = event_type.removeprefix("credential.")
+        return f"{data['provider']} credential {data['credential']} {state}: {data['reason']}"
     budget = data["budget"]
     scope = f"key {budget['key_prefix']}" if budget["scope"] == "key" else "user"
     period = ("rolling " if budget["rolling"] else "") + budget["period"]

@@ -172,6 +172,8 @@ class ApiRequest(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # one line per upstream attempt: "provider:model -> outcome"
     attempt_log: Mapped[str | None] = mapped_column(Text)
+    # the label of the pool credential that served it (never the key); NULL: no pool
+    credential: Mapped[str | None] = mapped_column(String(64))
     instance_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -400,3 +402,28 @@ class ApiRetention(Base):
     pruned_until: Mapped[dt.date | None] = mapped_column(Date)
     # the payloads of the requests with a smaller id have been looked at by the pruning
     payloads_checked_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ApiUpstreamCredential(Base):
+    """A pool credential an operator added (admin API, CLI, dashboard), beside the settings'.
+
+    The key is stored only as a Fernet token (`key_encrypted`, with
+    `AI_SERVICE_CREDENTIALS_KEY`) or as the name of an environment variable
+    (`key_env`), never in clear; no API returns either.
+    """
+
+    __tablename__ = "api_upstream_credentials"
+    __table_args__ = (UniqueConstraint("provider", "label"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(64))
+    key_encrypted: Mapped[str | None] = mapped_column(Text)
+    key_env: Mapped[str | None] = mapped_column(String(128))
+    base_url: Mapped[str | None] = mapped_column(Text)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

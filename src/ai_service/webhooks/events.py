@@ -33,7 +33,7 @@ from ai_service.storage.models import ApiWebhookEvent
 
 EVENTS = cast(Table, ApiWebhookEvent.__table__)
 STATUSES = ("pending", "delivered", "failed")
-TYPES = ("balance.low", "budget.threshold")
+TYPES = ("balance.low", "budget.threshold", "credential.disabled", "credential.enabled")
 ERROR_MAX = 500
 
 

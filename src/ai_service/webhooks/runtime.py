@@ -59,6 +59,7 @@ class Webhooks:
         # a claim outlives its attempt: an instance killed mid-delivery frees it after this
         self.hold = dt.timedelta(seconds=2 * settings.webhook_timeout)
         self.refusals: dict[str, Refusal] = {}
+        self.notes: list[events.NewEvent] = []  # events noted on a request's path, to write
         self.sent: set[str] = set()
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
@@ -98,6 +99,24 @@ class Webhooks:
             self.refusals[key] = Refusal(user_id, budget, now)
             self.wake.set()
 
+    def credential(self, provider: str, label: str, kind: str, detail: str) -> None:
+        """Note that a pool credential was disabled or enabled (on a request's path: no I/O)."""
+        now = utcnow()
+        self.notes.append(
+            events.NewEvent(
+                f"credential.{kind}",
+                f"credential.{kind}:{provider}:{label}:{now.isoformat()}",
+                None,
+                {
+                    "provider": provider,
+                    "credential": label,
+                    "reason": detail,
+                    "at": events.iso(now),
+                },
+            )
+        )
+        self.wake.set()
+
     # ---- the scan ---------------------------------------------------------------
 
     async def scan_forever(self) -> None:
@@ -127,6 +146,7 @@ class Webhooks:
             busy = False
             try:
                 await self.write_refusals()
+                await self.write_notes()
                 busy = await self.deliver_batch()
             except DB_ERRORS:
                 log.warning("webhooks delivery paused: database unreachable")
@@ -137,6 +157,16 @@ class Webhooks:
                     async with asyncio.timeout(self.settings.webhook_poll_seconds):
                         await self.wake.wait()
                 self.wake.clear()
+
+    async def write_notes(self) -> None:
+        """Write the events noted since (kept until written: an outage only delays them)."""
+        while self.notes:
+            event = self.notes[0]
+            async with self.engine.begin() as conn:
+                event_id = await events.write(conn, event, utcnow())
+            self.notes.pop(0)
+            if event_id is not None:
+                self.written([Written(event_id, event.type)])
 
     async def write_refusals(self) -> None:
         if not self.refusals:
