@@ -29,7 +29,7 @@ def test_a_failing_credentials_breaker_opens_then_closes_after_a_good_trial(
     gw = pooled(
         {"a": {"weight": 100}},
         pool_breaker_failures=2,
-        pool_breaker_cooldown_seconds=2.0,
+        pool_breaker_cooldown_seconds=5.0,  # the 8 requests fit in it on a loaded machine
     )
     key = gw.create_user("alice", "10")
     fakes["a"].fail(ErrorReply(500))
@@ -45,7 +45,7 @@ def test_a_failing_credentials_breaker_opens_then_closes_after_a_good_trial(
     )
     # the provider recovers; after the cooldown one trial goes through and closes it
     fakes["a"].heal()
-    time.sleep(2.1)
+    time.sleep(5.1)
     for _ in range(6):
         assert post(gw, key).status_code == 200
     assert served(fakes)["a"] >= 4
@@ -55,16 +55,17 @@ def test_a_failing_credentials_breaker_opens_then_closes_after_a_good_trial(
 def test_a_failed_trial_opens_the_breaker_again(
     pooled: Callable[..., Gateway], fakes: dict[str, FakeOpenAI]
 ) -> None:
-    gw = pooled({"a": {"weight": 100}}, pool_breaker_failures=1, pool_breaker_cooldown_seconds=1.5)
+    # a cooldown long enough that the steps after the trial fit in it on a loaded machine
+    gw = pooled({"a": {"weight": 100}}, pool_breaker_failures=1, pool_breaker_cooldown_seconds=4)
     key = gw.create_user("alice", "10")
     fakes["a"].fail(ErrorReply(503))
     assert post(gw, key).status_code == 200
-    time.sleep(1.6)
+    time.sleep(4.1)
     assert post(gw, key).status_code == 200  # the trial failed and moved on
     assert len(fakes["a"].requests) == 2
+    assert pools_view(gw)["a"]["breaker"] == "open"  # open again for another cooldown
     assert post(gw, key).status_code == 200
-    assert len(fakes["a"].requests) == 2  # open again for another cooldown
-    assert pools_view(gw)["a"]["breaker"] == "open"
+    assert len(fakes["a"].requests) == 2
 
 
 def test_an_auth_failure_disables_the_credential_until_an_operator_enables_it(
