@@ -110,7 +110,12 @@ class Settings(ProviderSettings):
     connect_timeout: float = 10.0
     first_byte_timeout: float = 600.0
     stream_idle_timeout: float = 120.0
-    upstream_pool_size: int = 256
+    # per upstream host, the most connections in use at once (None: no limit; the
+    # open-file limit, raised to its hard limit at start, is the ceiling); a request past
+    # it waits for one at most `upstream_queue_timeout` seconds (0: not at all), then is
+    # refused with 503 `upstream_busy`, its reservation released
+    upstream_max_connections: int | None = Field(None, ge=1)
+    upstream_queue_timeout: float = Field(5.0, ge=0)
     # retries: extra attempts on connect errors, 429 and 5xx, before any byte reached the client
     retry_attempts: int = 2
     retry_base_delay: float = 0.25

@@ -79,6 +79,7 @@ OUTCOME: tuple[tuple[str, str], ...] = (
     ("duration_ms", "int"),
     ("upstream_latency_ms", "int"),
     ("ttft_ms", "int"),
+    ("queue_ms", "int"),
     ("attempts", "int"),
     ("attempt_log", "text"),
     ("price_detail", "text"),
@@ -160,6 +161,7 @@ class Settlement:
     duration_ms: int | None = None
     upstream_latency_ms: int | None = None
     ttft_ms: int | None = None
+    queue_ms: int = 0  # waited in the gateway's queues (`waits`)
     attempts: int = 1
     request_body: str | None = None
     response_body: str | None = None
@@ -241,6 +243,7 @@ async def log_unreserved(engine: AsyncEngine, values: dict[str, Any], s: Settlem
                 http_status=s.http_status,
                 error=s.error,
                 duration_ms=s.duration_ms,
+                queue_ms=s.queue_ms,
                 created_at=utcnow(),
                 finished_at=utcnow(),
                 attempts=0,
