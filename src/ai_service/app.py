@@ -52,7 +52,7 @@ from ai_service.ratelimit import build_limiter
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
-from ai_service.waits import HostLimits
+from ai_service.waits import DatabaseQueue, HostLimits
 from ai_service.webhooks.runtime import Webhooks
 
 log = logging.getLogger("ai_service")
@@ -96,6 +96,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 settings.database_pool_size,
                 settings.billing_synchronous_commit,
                 settings.billing_group_commit,
+                DatabaseQueue(metrics, settings.database_queue_timeout),
             ),
             limiter=build_limiter(settings),
             use_prices=providers.use_prices(settings),

@@ -79,6 +79,9 @@ class Settings(ProviderSettings):
     # PostgreSQL: concurrent reservations and settlements share one statement (group
     # commit); each is still acknowledged only once the statement carrying it committed
     billing_group_commit: bool = True
+    # the longest a reservation waits for the ledger's next statement (group commit),
+    # then 503 `database_busy` (nothing reserved); a settlement always waits its turn
+    database_queue_timeout: float = Field(10.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1

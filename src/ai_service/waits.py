@@ -1,13 +1,16 @@
 """Where a request waits, for how long, and how long at most: the gateway's queues, visible.
 
-A request waits before its upstream answers only where an operator set a
-limit: for a connection to its provider's host while `upstream_max_connections`
-are open (`HostLimits`, the `upstream` queue). Every wait is observed in the
+A request waits in two places. For a connection to its provider's host, only
+where an operator set a limit (`upstream_max_connections`): `HostLimits`, the
+`upstream` queue. For the ledger's database, while the statements in flight
+are busy (group commit): its reservation and settlement wait for the next
+statement, `DatabaseQueue`, the `database` queue. Every wait is observed in the
 histogram `ai_service_queue_wait_seconds{queue}` (with the gauge
 `ai_service_queue_waiting{queue}` of the requests waiting now), added to the
 request's `Waits` (its row's `queue_ms`, its log line), and bounded: a request
-that waited its queue's bound is refused with a 503 before anything is sent,
-and its reservation is released (nothing is charged).
+that waited its queue's bound is refused with a 503 before anything is sent
+(`upstream_queue_timeout`: its reservation is released; `database_queue_timeout`:
+nothing was reserved). A settlement is never refused: it waits its turn.
 
 The `Waits` of the request being served travels in a context variable that
 `Call.start` sets, so the code that waits (the upstream client) needs no
@@ -17,11 +20,12 @@ reference to the request.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from contextvars import ContextVar
 from typing import Protocol
 
-from ai_service.errors import UpstreamUnavailableError
+from ai_service.errors import ServiceUnavailableError, UpstreamUnavailableError
 
 
 class Waits:
@@ -160,3 +164,65 @@ class HostLimits:
 def _host_of(url: str) -> str:
     """`host:port` of an absolute URL."""
     return url.partition("://")[2].partition("/")[0]
+
+
+class DatabaseBusyError(ServiceUnavailableError):
+    """503: the reservation waited the whole bound for the database."""
+
+    code = "database_busy"
+
+
+class Ticket:
+    """One operation's place in the database queue, from joining it to leaving it."""
+
+    __slots__ = ("since", "waits")
+
+    def __init__(self, waits: Waits | None) -> None:
+        self.since = time.monotonic()
+        self.waits = waits
+
+
+class DatabaseQueue:
+    """The bookkeeping of a ledger's queue of operations waiting for a statement.
+
+    `joined()` when an operation queues (in the request's context), `left()`
+    when its statement takes it or it gives up (on the event loop's thread).
+    `patience` bounds a reservation's wait (None: unbounded).
+    """
+
+    QUEUE = "database"
+
+    def __init__(self, meter: Meter, patience: float | None = None) -> None:
+        self.meter = meter
+        self.patience = patience
+
+    def joined(self) -> Ticket:
+        self.meter.waiting(self.QUEUE, 1)
+        return Ticket(CURRENT.get())
+
+    def left(self, ticket: Ticket, at: float | None = None) -> None:
+        """The operation left the queue (at `at`, a `time.monotonic()`; default now)."""
+        waited = max(0.0, (time.monotonic() if at is None else at) - ticket.since)
+        self.meter.waiting(self.QUEUE, -1)
+        self.meter.waited(self.QUEUE, waited)
+        if ticket.waits is not None:
+            ticket.waits.seconds += waited
+
+    def refusal(self) -> DatabaseBusyError:
+        return DatabaseBusyError(
+            f"The gateway's database was busy for {self.patience:g} s; retry shortly.",
+            retry_after=1,
+        )
+
+
+class NoMeter:
+    """A meter that observes nothing (a ledger built without the app's metrics)."""
+
+    def waiting(self, queue: str, delta: int) -> None:
+        pass
+
+    def waited(self, queue: str, seconds: float) -> None:
+        pass
+
+
+UNMETERED = DatabaseQueue(NoMeter())

@@ -9,13 +9,17 @@ a timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+import sqlite3
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import pytest
 
@@ -67,14 +71,25 @@ def settled(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def limited(
-    factory: Callable[..., Gateway], fake: FakeOpenAI, limit: int, timeout: float
+    factory: Callable[..., Gateway],
+    fake: FakeOpenAI,
+    limit: int | None = None,
+    timeout: float = 5.0,
+    **settings: Any,
 ) -> Gateway:
-    """A gateway in front of `fake` with `limit` connections to it, waited for `timeout`."""
+    """A gateway in front of `fake` with `limit` connections to it, waited for `timeout`.
+
+    Its streams may stay silent as long as the test holds them (on a loaded
+    machine, opening hundreds takes longer than the tests' usual 5 s).
+    """
     return factory(
         openai_api_key=UPSTREAM_KEY,
         openai_base_url=fake.base_url,
         upstream_max_connections=limit,
         upstream_queue_timeout=timeout,
+        first_byte_timeout=600,
+        stream_idle_timeout=600,
+        **settings,
     )
 
 
@@ -98,8 +113,9 @@ def fds() -> int:
 
 
 async def test_600_streams_are_open_at_the_upstream_at_the_same_moment(
-    fds: int, gateway: Gateway, openai_upstream: FakeOpenAI
+    fds: int, gateway_factory: Callable[..., Gateway], openai_upstream: FakeOpenAI
 ) -> None:
+    gateway = limited(gateway_factory, openai_upstream)
     key = gateway.create_user("many", balance="1000")
     openai_upstream.hold()
     async with client() as session:
@@ -107,6 +123,8 @@ async def test_600_streams_are_open_at_the_upstream_at_the_same_moment(
         try:
             await wait_for(lambda: openai_upstream.streams_open == 600, "600 open streams")
         finally:
+            ended = Counter(c.result()[0] for c in calls if c.done() and not c.exception())
+            assert not ended, f"{openai_upstream.streams_open} open; answered early: {ended}"
             openai_upstream.release()
         answers = await asyncio.gather(*calls)
     assert openai_upstream.streams_peak == 600
@@ -115,7 +133,8 @@ async def test_600_streams_are_open_at_the_upstream_at_the_same_moment(
     gateway.wait_settled(60)
     rows = gateway.requests()
     assert len(rows) == 600
-    assert {(r.status, r.queue_ms) for r in rows} == {("ok", 0)}
+    assert {r.status for r in rows} == {"ok"}
+    assert sample(gateway, WAITED, queue="upstream") == 0  # no request waited for a connection
 
 
 async def test_a_wait_for_a_host_connection_is_measured_logged_and_recorded(
@@ -140,13 +159,14 @@ async def test_a_wait_for_a_host_connection_is_measured_logged_and_recorded(
         answers = await asyncio.gather(*first, last)
     assert [status for status, _, _ in answers] == [200] * 4
     gw.wait_settled()
-    queued = [r.queue_ms for r in gw.requests()]
-    assert sorted(queued)[:3] == [0, 0, 0]
-    assert queued[-1] is not None
+    queued = [r.queue_ms or 0 for r in gw.requests()]
+    waited = sample(gw, "ai_service_queue_wait_seconds_sum", queue="upstream")
+    assert sample(gw, WAITED, queue="upstream") == 1
+    assert waited > 0
+    # the row's queue_ms: the upstream wait and any wait for the database's next statement
+    assert queued[-1] >= round(waited * 1000)
     assert queued[-1] > 0
-    assert sample(gw, "ai_service_queue_wait_seconds_count", queue="upstream") == 1
-    assert sample(gw, "ai_service_queue_wait_seconds_sum", queue="upstream") > 0
-    assert sample(gw, "ai_service_queue_waiting", queue="upstream") == 0
+    assert sample(gw, WAITING, queue="upstream") == 0
     assert sorted(getattr(r, "queue_ms", None) for r in settled(caplog)) == sorted(queued)
 
 
@@ -237,3 +257,107 @@ def stalled(fake: FakeOpenAI) -> int:
         last = sent
         time.sleep(0.02)
     raise AssertionError("the stream neither stalled nor ended")
+
+
+@contextlib.asynccontextmanager
+async def balance_locked(db_url: str, user: str) -> AsyncIterator[Probe | None]:
+    """Hold the write lock a reservation of `user` needs (SQLite: the database's; PostgreSQL:
+    the user's row); yields whether a statement waits for it (PostgreSQL; SQLite: None)."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield None
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return
+    pg = await asyncpg.connect(db_url)
+    try:
+        tx = pg.transaction()
+        await tx.start()
+        await pg.execute("SELECT 1 FROM api_users WHERE name = $1 FOR NO KEY UPDATE", user)
+
+        async def blocked() -> bool:
+            return bool(await pg.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+
+        yield blocked
+        await tx.rollback()
+    finally:
+        await pg.close()
+
+
+Probe = Callable[[], Awaitable[bool]]
+WAITED = "ai_service_queue_wait_seconds_count"
+WAITING = "ai_service_queue_waiting"
+
+
+async def test_a_reservation_that_waits_past_its_bound_for_the_database_is_a_503(
+    db_url: str,
+    gateway_factory: Callable[..., Gateway],
+    openai_upstream: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ai_service.request")
+    gw = limited(
+        gateway_factory,
+        openai_upstream,
+        database_queue_timeout=0.3,
+        key_cache_seconds=300,  # SQLite: no read of the key while the database is locked
+        catalog_refresh_seconds=300,
+    )
+    key = gw.create_user("db", balance="100")
+    async with client() as session:
+        assert (await stream(session, gw, key))[0] == 200  # the key and prices cached
+        gw.wait_settled()
+        base = sample(gw, WAITED, queue="database")
+        async with balance_locked(db_url, "db") as blocked:
+            first = asyncio.ensure_future(stream(session, gw, key))
+            # the first reservation is in its statement, waiting for the lock
+            if blocked is not None:
+                await wait_for_async(blocked, "a statement waiting for the lock")
+            else:  # SQLite's statements all pass through the queue
+                await wait_for(
+                    lambda: (
+                        sample(gw, WAITED, queue="database") == base + 1
+                        and sample(gw, WAITING, queue="database") == 0
+                    ),
+                    "the first reservation out of the queue",
+                )
+            taken = sample(gw, WAITED, queue="database")
+            second = asyncio.ensure_future(stream(session, gw, key))
+            # the second waits its bound in the queue behind it, and leaves it
+            await wait_for(
+                lambda: (
+                    sample(gw, WAITED, queue="database") > taken
+                    and sample(gw, WAITING, queue="database") == 0
+                ),
+                "the second reservation to give up",
+            )
+            quick = sample(gw, "ai_service_queue_wait_seconds_bucket", queue="database", le="0.25")
+            assert (quick, sample(gw, WAITED, queue="database")) == (taken, taken + 1)
+        answers = await asyncio.gather(first, second)
+    assert answers[0][0] == 200
+    status, body, headers = answers[1]
+    assert status == 503
+    error = orjson.loads(body)["error"]
+    assert (error["type"], error["code"]) == ("service_unavailable", "database_busy")
+    assert headers["Retry-After"] == "1"
+    gw.wait_settled()
+    (refused,) = gw.requests(http_status=503)
+    assert refused.status == "error"
+    assert refused.reserved == 0
+    assert refused.queue_ms is not None
+    assert refused.queue_ms >= 300
+    assert len(openai_upstream.requests) == 2
+    assert gw.balance("db")[1] == 0
+    lines = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert [r.__dict__["queue_ms"] for r in lines] == [refused.queue_ms]
+
+
+async def wait_for_async(condition: Probe, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ai_service.billing.budgets import Budget, Standing
 from ai_service.providers.base import Usage
 from ai_service.storage.models import ApiRequest, ApiRequestData, ApiTransaction, ApiUser
+from ai_service.waits import UNMETERED, DatabaseQueue
 
 USERS = cast(Table, ApiUser.__table__)
 REQUESTS = cast(Table, ApiRequest.__table__)
@@ -289,7 +290,11 @@ async def topup(conn: AsyncConnection, user_id: int, amount: int, note: str | No
 
 
 async def make_ledger(
-    engine: AsyncEngine, pool_size: int, synchronous_commit: bool = True, group: bool = True
+    engine: AsyncEngine,
+    pool_size: int,
+    synchronous_commit: bool = True,
+    group: bool = True,
+    queue: DatabaseQueue = UNMETERED,
 ) -> Ledger:
     """The fastest ledger for the database behind `engine`.
 
@@ -300,6 +305,9 @@ async def make_ledger(
     then lose the last moments of commits, always whole transactions, so every
     invariant still holds after recovery, but requests already answered may
     lose their charge and their log row.
+
+    `queue` measures (and bounds, for reservations) the waits of operations
+    queued for a statement: PostgreSQL's and SQLite's group commit.
     """
     from ai_service.billing.sqlledger import SqlLedger
 
@@ -307,12 +315,12 @@ async def make_ledger(
         from ai_service.billing.pgledger import PgLedger
 
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return await PgLedger.connect(engine, dsn, pool_size, synchronous_commit, group)
+        return await PgLedger.connect(engine, dsn, pool_size, synchronous_commit, group, queue)
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
         from ai_service.billing.sqliteledger import SqliteLedger
 
-        return SqliteLedger(engine, database)
+        return SqliteLedger(engine, database, queue)
     return SqlLedger(engine)
 
 
