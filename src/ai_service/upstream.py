@@ -42,6 +42,11 @@ class Timeouts:
     stream_idle: float
 
 
+# a stream's bytes read ahead of its client: aiohttp stops reading the socket past twice
+# this (its default, 64 KiB, let a client that reads slowly hold some 300 KiB a stream)
+READ_BUFFER = 16 * 1024
+
+
 def make_client(connect_timeout: float) -> aiohttp.ClientSession:
     """The shared pooled client (call inside a running loop; close it in the lifespan).
 
@@ -58,6 +63,7 @@ def make_client(connect_timeout: float) -> aiohttp.ClientSession:
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
+        read_bufsize=READ_BUFFER,
     )
 
 
