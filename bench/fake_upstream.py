@@ -52,6 +52,7 @@ class Config:
         self.delay = 0.0  # seconds before the answer (or the first chunk)
         self.chunks = 24  # content chunks of a stream; words of an answer
         self.interval = 0.002  # seconds between stream events
+        self.first: float | None = None  # seconds before the second event (None: interval)
         self.answers = 0
         self.serial = 0  # answers of the Responses and Messages APIs, never reset: their ids
 
@@ -59,6 +60,8 @@ class Config:
         self.delay = float(data.get("delay_ms", self.delay * 1000)) / 1000
         self.chunks = int(data.get("chunks", self.chunks))
         self.interval = float(data.get("interval_ms", self.interval * 1000)) / 1000
+        first = data.get("first_ms")
+        self.first = None if first is None else float(first) / 1000
         self.answers = 0
 
 
@@ -388,9 +391,10 @@ class Handler(asyncio.Protocol):
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
             b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" + _chunk(events[0])
         )
-        for event in events[1:]:
-            if cfg.interval > 0:
-                await asyncio.sleep(cfg.interval)
+        for index, event in enumerate(events[1:]):
+            pause = cfg.first if index == 0 and cfg.first is not None else cfg.interval
+            if pause > 0:
+                await asyncio.sleep(pause)
             if self.transport is None:
                 return
             self.transport.write(_chunk(event))
