@@ -59,6 +59,7 @@ class Config:
         self.delay = 0.0  # seconds before the answer (or the first chunk)
         self.chunks = 24  # content chunks of a stream; words of an answer
         self.interval = 0.002  # seconds between stream events
+        self.first: float | None = None  # seconds before the second event (None: interval)
         self.answers = 0
         self.serial = 0  # answers of the Responses and Messages APIs, never reset: their ids
         self.headers = b""  # extra header lines of every answer
@@ -69,6 +70,8 @@ class Config:
         self.interval = float(data.get("interval_ms", self.interval * 1000)) / 1000
         if "rate_limit_headers" in data:
             self.headers = RATE_LIMIT_HEADERS if data["rate_limit_headers"] else b""
+        first = data.get("first_ms")
+        self.first = None if first is None else float(first) / 1000
         self.answers = 0
 
 
@@ -401,9 +404,10 @@ class Handler(asyncio.Protocol):
             + b"\r\n"
             + _chunk(events[0])
         )
-        for event in events[1:]:
-            if cfg.interval > 0:
-                await asyncio.sleep(cfg.interval)
+        for index, event in enumerate(events[1:]):
+            pause = cfg.first if index == 0 and cfg.first is not None else cfg.interval
+            if pause > 0:
+                await asyncio.sleep(pause)
             if self.transport is None:
                 return
             self.transport.write(_chunk(event))

@@ -243,3 +243,19 @@ def test_credential_label_migrates_up_and_down(backend: str, tmp_path: Path) -> 
     finally:
         if database is not None:
             database.drop()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_queue_wait_migrates_up_and_down(backend: str, tmp_path: Path) -> None:
+    database = PostgresDatabase() if backend == "postgresql" else None
+    url = database.url if database is not None else f"sqlite:///{tmp_path / 'migrate.db'}"
+    try:
+        upgrade(url)
+        assert "queue_ms" in _schema(url)[1]
+        command.downgrade(alembic_config(url), "0013_credential_label")
+        assert "queue_ms" not in _schema(url)[1]
+        upgrade(url)
+        assert "queue_ms" in _schema(url)[1]
+    finally:
+        if database is not None:
+            database.drop()

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from ai_service import __version__, instances, pools, providers
+from ai_service import __version__, fdlimit, instances, pools, providers
 from ai_service.api.render import error_response
 from ai_service.api.responses import json_response
 from ai_service.api.routes import (
@@ -48,7 +48,7 @@ from ai_service.billing import tokens
 from ai_service.billing.ledger import make_ledger
 from ai_service.config import Settings
 from ai_service.errors import ServiceError, to_openai_error
-from ai_service.metrics import CHAT_PATH
+from ai_service.metrics import CHAT_PATH, Metrics
 from ai_service.middleware import RequestContextMiddleware, request_context
 from ai_service.pools.metrics import PoolCollector
 from ai_service.ratelimit import build_limiter
@@ -57,6 +57,7 @@ from ai_service.services import credential_admin
 from ai_service.state import AppState, CatalogCache
 from ai_service.storage.db import DB_ERRORS, make_engine, session_factory
 from ai_service.upstream import Timeouts, Upstream, make_client
+from ai_service.waits import DatabaseQueue, HostLimits
 from ai_service.webhooks.runtime import Webhooks
 
 log = logging.getLogger("ai_service")
@@ -65,6 +66,7 @@ log = logging.getLogger("ai_service")
 def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastAPI's lifespan type
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        fdlimit.raise_open_files()
         # the hot path has its own pool (the ledger's); SQLAlchemy serves the rest
         engine = make_engine(
             settings.database_url,
@@ -72,11 +74,15 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             durable=settings.billing_synchronous_commit,
         )
         sessions = session_factory(engine)
-        client = make_client(settings.upstream_pool_size, settings.connect_timeout)
+        client = make_client(settings.connect_timeout)
         timeouts = Timeouts(
             settings.connect_timeout, settings.first_byte_timeout, settings.stream_idle_timeout
         )
         upstream_pools = pools.build(settings, shared=pools.shared_state(settings))
+        metrics = Metrics()
+        limits = HostLimits(
+            settings.upstream_max_connections, settings.upstream_queue_timeout, metrics
+        )
         state = AppState(
             settings=settings,
             engine=engine,
@@ -85,7 +91,8 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             catalog=CatalogCache(
                 sessions, settings.catalog_refresh_seconds, settings.unknown_model_policy
             ),
-            upstream=Upstream(client, timeouts),
+            upstream=Upstream(client, timeouts, limits),
+            metrics=metrics,
             adapters={**providers.configured(settings), **upstream_pools.primaries()},
             pools=upstream_pools,
             # one id per process run: a restart under the same configured name is a new
@@ -96,6 +103,7 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
                 settings.database_pool_size,
                 settings.billing_synchronous_commit,
                 settings.billing_group_commit,
+                DatabaseQueue(metrics, settings.database_queue_timeout),
             ),
             limiter=build_limiter(settings),
             use_prices=providers.use_prices(settings),

@@ -80,6 +80,9 @@ class Settings(ProviderSettings):
     # PostgreSQL: concurrent reservations and settlements share one statement (group
     # commit); each is still acknowledged only once the statement carrying it committed
     billing_group_commit: bool = True
+    # the longest a reservation waits for the ledger's next statement (group commit),
+    # then 503 `database_busy` (nothing reserved); a settlement always waits its turn
+    database_queue_timeout: float = Field(10.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -111,7 +114,12 @@ class Settings(ProviderSettings):
     connect_timeout: float = 10.0
     first_byte_timeout: float = 600.0
     stream_idle_timeout: float = 120.0
-    upstream_pool_size: int = 256
+    # per upstream host, the most connections in use at once (None: no limit; the
+    # open-file limit, raised to its hard limit at start, is the ceiling); a request past
+    # it waits for one at most `upstream_queue_timeout` seconds (0: not at all), then is
+    # refused with 503 `upstream_busy`, its reservation released
+    upstream_max_connections: int | None = Field(None, ge=1)
+    upstream_queue_timeout: float = Field(5.0, ge=0)
     # retries: extra attempts on connect errors, 429 and 5xx, before any byte reached the client
     retry_attempts: int = 2
     retry_base_delay: float = 0.25

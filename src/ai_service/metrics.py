@@ -15,6 +15,9 @@ never module-global) and the series below; `GET /metrics` renders it.
     ai_service_upstream_errors_total{provider,kind}            upstream failures by kind
     ai_service_requests_in_flight{provider}                    chat requests being served
     ai_service_http_responses_total{route,code}                every HTTP answer, refusals too
+    ai_service_queue_wait_seconds{queue}                       a request's wait in a queue
+                                                               (`upstream`: a host's connections)
+    ai_service_queue_waiting{queue}                            requests waiting in it now
     ai_service_webhook_events_total{type}                      alert events this process wrote
     ai_service_webhook_attempts_total{outcome}                 delivery attempts: delivered, error
     ai_service_webhook_failed_total{type}                      events given up (no attempt left)
@@ -46,6 +49,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 WEBHOOK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 CHAT_PATH = re.compile(r"^/ai/([^/]+)/chat/completions$")
 ROUTES = (
     (re.compile(r"^/ai/[^/]+/chat/completions$"), "chat"),
@@ -155,6 +159,19 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple[object, ...], Any] = {}
+        self.queue_wait = Histogram(
+            "ai_service_queue_wait_seconds",
+            "How long a request waited in a gateway queue (refused ones too), by queue.",
+            ["queue"],
+            buckets=QUEUE_BUCKETS,
+            registry=r,
+        )
+        self.queue_waiting = Gauge(
+            "ai_service_queue_waiting",
+            "Requests waiting in a gateway queue now, by queue.",
+            ["queue"],
+            registry=r,
+        )
         self.responses = Counter(
             "ai_service_http_responses",
             "HTTP responses by route group and status code (includes refused requests).",
@@ -193,6 +210,14 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def waiting(self, queue: str, delta: int) -> None:
+        """`delta` requests began (1) or ended (-1) waiting in `queue`."""
+        self.child(self.queue_waiting, queue).inc(delta)
+
+    def waited(self, queue: str, seconds: float) -> None:
+        """A request waited `seconds` in `queue`."""
+        self.child(self.queue_wait, queue).observe(seconds)
 
     def settled(
         self,

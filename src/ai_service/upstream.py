@@ -3,6 +3,11 @@
 Transport failures are mapped here, at one boundary, to the gateway's errors:
 a refused or reset connection is a retryable `UpstreamError` (502), a timeout
 an `UpstreamTimeoutError` (504), a cut stream an `UpstreamError`.
+
+The client's pool has no ceiling of its own: a request never waits unseen for
+a connection. The one limit is `waits.HostLimits` (`upstream_max_connections`
+per host), which holds each connection's place from the request until its
+answer was read or its stream closed, and whose waits are measured and bounded.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ai_service.providers.base import (
     StreamParser,
     UpstreamRequest,
 )
+from ai_service.waits import FREE, HostLimits, Slot
 
 log = logging.getLogger("ai_service.upstream")
 
@@ -37,10 +43,19 @@ class Timeouts:
     stream_idle: float
 
 
-def make_client(pool_size: int, connect_timeout: float) -> aiohttp.ClientSession:
-    """The shared pooled client (call inside a running loop; close it in the lifespan)."""
+# a stream's bytes read ahead of its client: aiohttp stops reading the socket past twice
+# this (its default, 64 KiB, let a client that reads slowly hold some 300 KiB a stream)
+READ_BUFFER = 16 * 1024
+
+
+def make_client(connect_timeout: float) -> aiohttp.ClientSession:
+    """The shared pooled client (call inside a running loop; close it in the lifespan).
+
+    Its connector has no limit (aiohttp's would queue requests unseen, and
+    count the wait as the connect timeout): `HostLimits` is the limit.
+    """
     connector = aiohttp.TCPConnector(
-        limit=pool_size, limit_per_host=pool_size, ttl_dns_cache=300, enable_cleanup_closed=True
+        limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True
     )
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
     return aiohttp.ClientSession(
@@ -49,6 +64,7 @@ def make_client(pool_size: int, connect_timeout: float) -> aiohttp.ClientSession
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
+        read_bufsize=READ_BUFFER,
     )
 
 
@@ -73,10 +89,13 @@ def _transport_error(adapter: Adapter, exc: BaseException) -> ServiceError:
 class Upstream:
     """Sends adapters' requests and reads their answers."""
 
-    def __init__(self, client: aiohttp.ClientSession, timeouts: Timeouts) -> None:
+    def __init__(
+        self, client: aiohttp.ClientSession, timeouts: Timeouts, limits: HostLimits | None = None
+    ) -> None:
         self.client = client
         self.timeouts = timeouts
         self.observe: Observer | None = None
+        self.limits = limits
         # a whole non-streamed answer, sent and read, within the first-byte timeout
         self._answer_timeout = aiohttp.ClientTimeout(
             total=timeouts.first_byte, connect=timeouts.connect
@@ -95,6 +114,7 @@ class Upstream:
     async def exchange(self, adapter: Adapter, request: UpstreamRequest) -> JsonObject:
         """Send `request` and read its JSON object answer. Raises `ServiceError` for any
         upstream failure (an error status, a timeout, an answer that is not a JSON object)."""
+        slot = await self._slot(adapter, request)
         try:
             async with self.client.request(
                 request.method,
@@ -108,6 +128,8 @@ class Upstream:
                 headers = resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _transport_error(adapter, exc) from exc
+        finally:
+            slot.release()
         if self.observe is not None:
             self.observe(adapter, headers)
         if status >= 400:
@@ -132,15 +154,21 @@ class Upstream:
     ) -> UpstreamStream:
         """Send `request`, wait for a successful status line; its events go to `parser`.
         Raises `ServiceError` for any upstream failure before the stream began."""
+        slot = await self._slot(adapter, request)
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
                 resp = await self.client.post(
                     request.url, data=request.body, headers=request.headers
                 )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _transport_error(adapter, exc) from exc
+        except BaseException as exc:
+            slot.release()
+            if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
+                raise _transport_error(adapter, exc) from exc
+            raise
         if self.observe is not None:
             self.observe(adapter, resp.headers)
+        if resp.status >= 400 or not resp.content_type.startswith("text/event-stream"):
+            slot.release()
         if resp.status >= 400:
             try:
                 async with asyncio.timeout(self.timeouts.stream_idle):
@@ -153,7 +181,13 @@ class Upstream:
         if not resp.content_type.startswith("text/event-stream"):
             resp.close()
             raise UpstreamError(f"The {adapter.name} provider did not answer with a stream.")
-        return UpstreamStream(adapter, resp, parser, self.timeouts)
+        return UpstreamStream(adapter, resp, parser, self.timeouts, slot)
+
+    async def _slot(self, adapter: Adapter, request: UpstreamRequest) -> Slot:
+        """The request's place under its host's connection limit (waits, bounded)."""
+        if self.limits is None:
+            return FREE
+        return await self.limits.acquire(request.url, adapter.name)
 
 
 class UpstreamStream:
@@ -165,15 +199,18 @@ class UpstreamStream:
         resp: aiohttp.ClientResponse,
         parser: StreamParser,
         timeouts: Timeouts,
+        slot: Slot = FREE,
     ) -> None:
         self.adapter = adapter
         self.resp = resp
         self.parser = parser
         self.timeouts = timeouts
+        self.slot = slot
 
     def close(self) -> None:
         """Drop the connection at once (the upstream sees the cancellation)."""
         self.resp.close()
+        self.slot.release()
 
     def finish(self) -> None:
         """After a complete stream: hand the connection back to the pool for the next request.
@@ -186,11 +223,13 @@ class UpstreamStream:
         if resp.content.is_eof():
             resp.release()
         elif self.parser.done:
-            task = asyncio.get_running_loop().create_task(_release_at_end(resp))
+            task = asyncio.get_running_loop().create_task(_release_at_end(resp, self.slot))
             _RELEASING.add(task)
             task.add_done_callback(_RELEASING.discard)
+            return
         else:
             resp.close()
+        self.slot.release()
 
     async def events(self) -> AsyncIterator[list[StreamEvent]]:
         """Yield the events of each read from the upstream; raises when it fails or stalls.
@@ -254,8 +293,15 @@ _RELEASING: set[asyncio.Task[None]] = set()
 END_WAIT_SECONDS = 1.0
 
 
-async def _release_at_end(resp: aiohttp.ClientResponse) -> None:
+async def _release_at_end(resp: aiohttp.ClientResponse, slot: Slot) -> None:
     """Read a finished stream's body to its end, then release its connection (else drop it)."""
+    try:
+        await _read_to_end(resp)
+    finally:
+        slot.release()
+
+
+async def _read_to_end(resp: aiohttp.ClientResponse) -> None:
     try:
         async with asyncio.timeout(END_WAIT_SECONDS):
             while piece := await resp.content.readany():

@@ -9,6 +9,11 @@ authenticate, validate and render answers, errors and stream frames.
 
 A stream with no ``chunk_delay`` and no fault goes out in one write (cheap for
 benchmarks); give ``Answer(chunk_delay=...)`` to see chunk-by-chunk timing.
+
+The fake counts its streams open at once (``streams_open``, ``streams_peak``),
+and ``hold()`` keeps every stream that begins after its status line until
+``release()``: a test can see how many streams the gateway has open at the
+upstream at the same moment.
 """
 
 from __future__ import annotations
@@ -106,6 +111,9 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self.key_limit: KeyLimit | None = None
         self.failing: ErrorReply | None = None
+        self._gate: asyncio.Event | None = None  # set: streams run; clear: held (`hold`)
+        self.streams_open = 0  # streams between their status line and their end, now
+        self.streams_peak = 0  # the most open at once since the last `reset`
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -174,6 +182,8 @@ class FakeServer:
         site = web.TCPSite(runner, self.host, 0)
         await site.start()
         self._runner = runner
+        self._gate = asyncio.Event()
+        self._gate.set()
         ready.set_result(runner.addresses[0][1])  # the port the OS picked for port 0
 
     # ---- scripting and records ----------------------------------------------
@@ -218,12 +228,32 @@ class FakeServer:
         return openai_headers(verdict)
 
     def reset(self) -> None:
-        """Forget recorded requests, queued behaviours, the key's limit and any failure."""
+        """Forget recorded requests, queued behaviours, the key's limit and any failure
+        (releases held streams)."""
         with self._lock:
             self._records.clear()
             self._queue.clear()
         self.key_limit = None
         self.failing = None
+        if self._loop is not None:
+            self.release()
+        self.streams_peak = self.streams_open
+
+    def hold(self) -> None:
+        """Hold every stream after its status line, from now until `release()`."""
+        self._in_loop(lambda gate: gate.clear())
+
+    def release(self) -> None:
+        """Let the held streams (and the next ones) run."""
+        self._in_loop(lambda gate: gate.set())
+
+    def _in_loop(self, change: Callable[[asyncio.Event], None]) -> None:
+        async def run() -> None:
+            assert self._gate is not None
+            change(self._gate)
+
+        assert self._loop is not None, "the fake is not started"
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
 
     def _next(self) -> Behaviour:
         with self._lock:
@@ -395,6 +425,25 @@ class FakeServer:
         )
         await response.prepare(request)
         record.status = response.status
+        self.streams_open += 1
+        self.streams_peak = max(self.streams_peak, self.streams_open)
+        try:
+            assert self._gate is not None
+            await self._gate.wait()
+            return await self._frames(request, record, surface, response, frames, answer, broken)
+        finally:
+            self.streams_open -= 1
+
+    async def _frames(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        surface: Surface,
+        response: web.StreamResponse,
+        frames: Sequence[Frame],
+        answer: Answer,
+        broken: Malformed | None,
+    ) -> web.StreamResponse:
         for _ in range(answer.keepalive):
             await response.write(b": keep-alive\n\n")
         if broken is None and not answer.chunk_delay and _no_faults(answer):

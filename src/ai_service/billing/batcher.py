@@ -7,6 +7,11 @@ share one round trip, one lock of each balance row and one commit (one flush
 to disk); a lone call still goes at once, as the single-row statement, from
 the caller's own task.
 
+The time a call waits in the queue, until a statement takes it, is the
+`database` queue of `waits` (its histogram, the request's `queue_ms`); with a
+`patience`, a call still queued after that long leaves the queue unrun and
+raises `DatabaseBusyError`.
+
 When a grouped statement fails cleanly (it rolled back as a whole, for example
 on one row's bad data), each of its calls is run again on its own, so one call's
 error reaches that call only. When the connection breaks mid-statement, its
@@ -23,11 +28,23 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from ai_service.billing.pgpool import broken
+from ai_service.waits import UNMETERED, DatabaseQueue, Ticket
 
 log = logging.getLogger("ai_service.ledger")
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Queued(Generic[T, R]):
+    """A call waiting for a statement: its item, its outcome to come, its place in the queue."""
+
+    __slots__ = ("future", "item", "ticket")
+
+    def __init__(self, item: T, future: asyncio.Future[R], ticket: Ticket) -> None:
+        self.item = item
+        self.future = future
+        self.ticket = ticket
 
 
 class Batcher(Generic[T, R]):
@@ -45,13 +62,15 @@ class Batcher(Generic[T, R]):
         key: Callable[[T], Hashable],
         size: int = 64,
         inflight: int = 1,
+        queue: DatabaseQueue = UNMETERED,
     ) -> None:
         self._one = one
         self._many = many
         self._key = key
         self._size = size
         self._inflight = inflight
-        self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._waits = queue
+        self._queue: deque[Queued[T, R]] = deque()
         self._busy = 0  # statements in flight: callers running their own, and draining tasks
         self._running: set[asyncio.Task[None]] = set()
 
@@ -73,14 +92,30 @@ class Batcher(Generic[T, R]):
                 self._busy -= 1
                 self._kick()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
+        queued = Queued(item, future, self._waits.joined())
+        self._queue.append(queued)
         self._kick()
         try:
-            return await asyncio.shield(future)
+            return await self._outcome(queued)
         except asyncio.CancelledError:
             if not future.done():
                 await asyncio.wait((future,))
             raise
+
+    async def _outcome(self, queued: Queued[T, R]) -> R:
+        """The call's outcome; `DatabaseBusyError` if it is still queued after the patience."""
+        patience = self._waits.patience
+        if patience is None:
+            return await asyncio.shield(queued.future)
+        try:
+            async with asyncio.timeout(patience):
+                return await asyncio.shield(queued.future)
+        except TimeoutError:
+            if queued not in self._queue:  # a statement took it: its outcome decides
+                return await asyncio.shield(queued.future)
+        self._queue.remove(queued)
+        self._waits.left(queued.ticket)
+        raise self._waits.refusal()
 
     def _kick(self) -> None:
         """Start a draining task if calls are waiting and a statement may start."""
@@ -95,11 +130,13 @@ class Batcher(Generic[T, R]):
         keys: set[Hashable] = set()
         queue = self._queue
         while queue and len(batch) < self._size:
-            key = self._key(queue[0][0])
+            key = self._key(queue[0].item)
             if key in keys:
                 break
             keys.add(key)
-            batch.append(queue.popleft())
+            queued = queue.popleft()
+            self._waits.left(queued.ticket)
+            batch.append((queued.item, queued.future))
         return batch
 
     async def _drain(self) -> None:

@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ai_service.billing.budgets import Budget, Standing
 from ai_service.providers.base import Usage
 from ai_service.storage.models import ApiRequest, ApiRequestData, ApiTransaction, ApiUser
+from ai_service.waits import UNMETERED, DatabaseQueue
 
 USERS = cast(Table, ApiUser.__table__)
 REQUESTS = cast(Table, ApiRequest.__table__)
@@ -79,6 +80,7 @@ OUTCOME: tuple[tuple[str, str], ...] = (
     ("duration_ms", "int"),
     ("upstream_latency_ms", "int"),
     ("ttft_ms", "int"),
+    ("queue_ms", "int"),
     ("attempts", "int"),
     ("attempt_log", "text"),
     ("price_detail", "text"),
@@ -162,6 +164,7 @@ class Settlement:
     duration_ms: int | None = None
     upstream_latency_ms: int | None = None
     ttft_ms: int | None = None
+    queue_ms: int = 0  # waited in the gateway's queues (`waits`)
     attempts: int = 1
     request_body: str | None = None
     response_body: str | None = None
@@ -243,6 +246,7 @@ async def log_unreserved(engine: AsyncEngine, values: dict[str, Any], s: Settlem
                 http_status=s.http_status,
                 error=s.error,
                 duration_ms=s.duration_ms,
+                queue_ms=s.queue_ms,
                 created_at=utcnow(),
                 finished_at=utcnow(),
                 attempts=0,
@@ -288,7 +292,11 @@ async def topup(conn: AsyncConnection, user_id: int, amount: int, note: str | No
 
 
 async def make_ledger(
-    engine: AsyncEngine, pool_size: int, synchronous_commit: bool = True, group: bool = True
+    engine: AsyncEngine,
+    pool_size: int,
+    synchronous_commit: bool = True,
+    group: bool = True,
+    queue: DatabaseQueue = UNMETERED,
 ) -> Ledger:
     """The fastest ledger for the database behind `engine`.
 
@@ -299,6 +307,9 @@ async def make_ledger(
     then lose the last moments of commits, always whole transactions, so every
     invariant still holds after recovery, but requests already answered may
     lose their charge and their log row.
+
+    `queue` measures (and bounds, for reservations) the waits of operations
+    queued for a statement: PostgreSQL's and SQLite's group commit.
     """
     from ai_service.billing.sqlledger import SqlLedger
 
@@ -306,12 +317,12 @@ async def make_ledger(
         from ai_service.billing.pgledger import PgLedger
 
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return await PgLedger.connect(engine, dsn, pool_size, synchronous_commit, group)
+        return await PgLedger.connect(engine, dsn, pool_size, synchronous_commit, group, queue)
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
         from ai_service.billing.sqliteledger import SqliteLedger
 
-        return SqliteLedger(engine, database)
+        return SqliteLedger(engine, database, queue)
     return SqlLedger(engine)
 
 

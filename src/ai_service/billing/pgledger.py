@@ -21,6 +21,7 @@ from ai_service.billing.batcher import Batcher
 from ai_service.billing.ledger import OPENING, OUTCOME, Budgets, Hook, Outcome, Settlement
 from ai_service.billing.pgpool import Connections
 from ai_service.billing.sqlledger import SqlLedger
+from ai_service.waits import UNMETERED, DatabaseQueue
 
 _OPENED = ", ".join(name for name, _ in OPENING)
 # what a pending row starts with besides the caller's fields
@@ -234,6 +235,7 @@ class PgLedger(SqlLedger):
         pool: Connections,
         group: bool = True,
         inflight: int = DURABLE_INFLIGHT,
+        queue: DatabaseQueue = UNMETERED,
     ) -> None:
         super().__init__(engine)
         self.pool = pool
@@ -244,18 +246,30 @@ class PgLedger(SqlLedger):
             lambda r: r[2]["request_id"],
             size=size,
             inflight=inflight,
+            queue=queue,
         )
         self._settlements: Batcher[Closing, Outcome] = Batcher(
-            self._settle_one, self._settle_many, lambda c: c[0], size=size, inflight=inflight
+            self._settle_one,
+            self._settle_many,
+            lambda c: c[0],
+            size=size,
+            inflight=inflight,
+            queue=DatabaseQueue(queue.meter),  # a settlement waits its turn, unbounded
         )
 
     @classmethod
     async def connect(
-        cls, engine: AsyncEngine, dsn: str, size: int, synchronous_commit: bool, group: bool
+        cls,
+        engine: AsyncEngine,
+        dsn: str,
+        size: int,
+        synchronous_commit: bool,
+        group: bool,
+        queue: DatabaseQueue = UNMETERED,
     ) -> PgLedger:
         settings = {"synchronous_commit": "on" if synchronous_commit else "off"}
         inflight = DURABLE_INFLIGHT if synchronous_commit else ASYNC_INFLIGHT
-        return cls(engine, Connections(dsn, size, settings), group, inflight)
+        return cls(engine, Connections(dsn, size, settings), group, inflight, queue)
 
     async def reserve_open(
         self, user_id: int, amount: int, row: dict[str, Any], budgets: Budgets = ()

@@ -9,8 +9,11 @@ back that operation only, and hands every outcome back to the event loop at
 once. Nothing is acknowledged before the commit that carries it. `BEGIN
 IMMEDIATE` takes the database's write lock first, so the balance read inside
 is the locked one; several processes may share the file (the busy timeout
-makes writers queue). The statements are generated from the column lists of `ledger`
-(`OPENING`, `OUTCOME`) and apply its rule of collection (`ledger.collect`).
+makes writers queue). The wait of an operation in the queue, until the thread
+takes it, is the `database` queue of `waits`; a reservation still queued after
+`patience` leaves it unrun (`DatabaseBusyError`). The statements are
+generated from the column lists of `ledger` (`OPENING`, `OUTCOME`) and apply
+its rule of collection (`ledger.collect`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -40,6 +44,7 @@ from ai_service.billing.ledger import (
     utcnow,
 )
 from ai_service.billing.sqlledger import SqlLedger
+from ai_service.waits import UNMETERED, DatabaseQueue, Ticket
 
 RESERVE = (
     "UPDATE api_users SET usd_available = usd_available - ?, usd_reserved = usd_reserved + ?"
@@ -93,12 +98,13 @@ def _stamp(moment: dt.datetime) -> str:
 SQLITE_SYNCHRONOUS = "NORMAL"
 
 
-Work = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+Work = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any], Ticket]
 
 
 class SqliteLedger(SqlLedger):
-    def __init__(self, engine: AsyncEngine, path: str) -> None:
+    def __init__(self, engine: AsyncEngine, path: str, queue: DatabaseQueue = UNMETERED) -> None:
         super().__init__(engine)
+        self._waits = queue
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ai-service-ledger")
         self._path = path
         self._synchronous = SQLITE_SYNCHRONOUS
@@ -120,20 +126,42 @@ class SqliteLedger(SqlLedger):
     async def _run(self, work: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
-    async def _transaction(self, work: Callable[..., Any], *args: Any) -> Any:
+    async def _transaction(
+        self, work: Callable[..., Any], *args: Any, patience: float | None = None
+    ) -> Any:
         """`work(conn, *args)` in a committed transaction, shared with the others waiting.
 
         A caller that is cancelled does not stop its work: it may still commit.
+        With `patience`, work still queued after that long is dropped unrun
+        (`DatabaseBusyError`).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        queued: Work = (work, args, future, self._waits.joined())
         with self._lock:
-            self._queue.append((work, args, future))
+            self._queue.append(queued)
             start = not self._draining
             self._draining = True
         if start:
             loop.run_in_executor(self._executor, self._drain, loop)
-        return await future
+        if patience is None:
+            return await future
+        try:
+            async with asyncio.timeout(patience):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            with self._lock:
+                dropped = queued in self._queue
+                if dropped:
+                    self._queue.remove(queued)
+            if not dropped:  # the thread took it: its outcome decides
+                return await future
+        self._waits.left(queued[3])
+        raise self._waits.refusal()
+
+    def _left(self, group: list[Work], taken: float) -> None:
+        for *_, ticket in group:
+            self._waits.left(ticket, taken)
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: commit every queued operation, a group at a time, until none is left."""
@@ -143,6 +171,8 @@ class SqliteLedger(SqlLedger):
                 if not group:
                     self._draining = False
                     return
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(self._left, group, time.monotonic())
             outcomes = self._commit(group)
             try:
                 loop.call_soon_threadsafe(_deliver, outcomes)
@@ -158,7 +188,7 @@ class SqliteLedger(SqlLedger):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for work, args, future in group:
+                for work, args, future, _ in group:
                     conn.execute("SAVEPOINT op")
                     try:
                         done.append((future, work(conn, *args), False))
@@ -172,7 +202,7 @@ class SqliteLedger(SqlLedger):
             conn.execute("COMMIT")
         except Exception as exc:  # nothing of the group committed
             self._discard()
-            return [(future, exc, True) for _, _, future in group]
+            return [(future, exc, True) for _, _, future, _ in group]
         return done
 
     def _discard(self) -> None:
@@ -187,7 +217,10 @@ class SqliteLedger(SqlLedger):
     ) -> bool:
         if budgets:
             return await super().reserve_open(user_id, amount, row, budgets)
-        return bool(await self._transaction(_reserve_open, user_id, amount, row))
+        reserved = await self._transaction(
+            _reserve_open, user_id, amount, row, patience=self._waits.patience
+        )
+        return bool(reserved)
 
     async def spendable(self, user_id: int) -> int | None:
         value: int | None = await self._transaction(_spendable, user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from ai_service.services import idempotency
 from ai_service.services.routing import Attempts, Target
 from ai_service.state import AppState
 from ai_service.storage.db import DATA_ERRORS, DB_ERRORS
+from ai_service.waits import Waits, track
 
 log = logging.getLogger("ai_service.request")
 
@@ -79,6 +80,7 @@ class Call:
     rate_tokens: int = 0
     sent: float = 0.0  # perf_counter when the upstream call began (gateway overhead metric)
     billed: tuple[Usage, Charge] | None = None  # the usage priced, and its price
+    waits: Waits = field(default_factory=Waits)  # its waits in the gateway's queues
 
     @classmethod
     def start(
@@ -91,6 +93,7 @@ class Call:
         client_request_id: str | None = None,
         surface: str = "chat",
     ) -> Call:
+        """The call of the request served in this context (whose waits it counts)."""
         return cls(
             state,
             principal,
@@ -100,6 +103,7 @@ class Call:
             text,
             client_request_id,
             surface,
+            waits=track(),
         )
 
     def serve(self, target: Target, attempts: Attempts) -> None:
@@ -196,6 +200,7 @@ class Call:
     async def settle(self, s: ledger.Settlement, answer: bytes | None = None) -> None:
         """Settle the request once: release, charge, log row, ledger row, in one transaction."""
         s.duration_ms = self.elapsed_ms()
+        s.queue_ms = self.waits.ms
         if self.resolved is not None:
             s.model = s.model or self.resolved.model
         s.provider = self.provider
@@ -259,6 +264,7 @@ class Call:
                 "charged_nano": outcome.charged,
                 "uncollected_nano": outcome.uncollected,
                 "duration_ms": s.duration_ms,
+                "queue_ms": s.queue_ms,
             },
         )
 
@@ -355,6 +361,7 @@ async def refuse(call: Call, exc: ServiceError) -> ServiceError:
                 http_status=exc.status,
                 error=exc.message,
                 duration_ms=call.elapsed_ms(),
+                queue_ms=call.waits.ms,
                 request_body=text,
                 truncated=truncated,
             ).clean(),
@@ -368,6 +375,7 @@ async def refuse(call: Call, exc: ServiceError) -> ServiceError:
             "client_request_id": call.client_request_id,
             "status": exc.status,
             "provider": call.provider,
+            "queue_ms": call.waits.ms,
         },
     )
     return exc

@@ -37,6 +37,7 @@ from ai_service.services import idempotency
 from ai_service.services.call import Call, refuse
 from ai_service.services.routing import Attempt, Attempts, Plan, Target, attempt_chain
 from ai_service.storage.db import DB_ERRORS
+from ai_service.waits import DatabaseBusyError
 
 T = TypeVar("T")
 
@@ -168,11 +169,15 @@ async def reserve(call: Call, plan: Plan) -> None:
     await admit(call, plan)
     minimum = min(state.settings.min_output_tokens, plan.limit)
     user_id, budgets = call.principal.user_id, call.principal.budgets
+    error: ServiceError
     for _ in range(4):
         amount = plan.worst_case()
         if amount <= MAX_AMOUNT:
             try:
                 reserved = await state.ledger.reserve_open(user_id, amount, call.row(), budgets)
+            except DatabaseBusyError as exc:  # never reached the database: nothing reserved
+                error = exc
+                break
             except DB_ERRORS:
                 # the reservation may have committed with its reply lost: settle it as
                 # failed (a no-op if no pending row exists), retried until the database answers
@@ -196,9 +201,7 @@ async def reserve(call: Call, plan: Plan) -> None:
                 return
         balance = await state.ledger.spendable(user_id)
         if balance is None:  # disabled since its key was cached (on another instance)
-            error: ServiceError = AuthenticationError(
-                "This API key's user is disabled; its keys no longer work."
-            )
+            error = AuthenticationError("This API key's user is disabled; its keys no longer work.")
             break
         limiting = None
         if budgets:

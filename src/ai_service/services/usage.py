@@ -215,6 +215,7 @@ def request_view(
         "duration_ms": row.duration_ms,
         "upstream_latency_ms": row.upstream_latency_ms,
         "ttft_ms": row.ttft_ms,
+        "queue_ms": row.queue_ms,
     }
 
 

@@ -169,6 +169,8 @@ class ApiRequest(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     upstream_latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    # how long the request waited in the gateway's queues (`ai_service.waits`)
+    queue_ms: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # one line per upstream attempt: "provider:model -> outcome"
     attempt_log: Mapped[str | None] = mapped_column(Text)
