@@ -110,6 +110,9 @@ class Settings(ProviderSettings):
     # caches
     key_cache_seconds: float = 5.0
     catalog_refresh_seconds: float = 10.0
+    # the listening socket's queue of connections not yet accepted (None: the kernel's most,
+    # net.core.somaxconn)
+    listen_backlog: int | None = Field(None, ge=1)
     # upstream
     connect_timeout: float = 10.0
     first_byte_timeout: float = 600.0

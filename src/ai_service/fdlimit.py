@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import resource
+from pathlib import Path
 
 log = logging.getLogger("ai_service")
 
@@ -35,3 +36,20 @@ def raise_open_files() -> int:
         return target
     log.info("open-file limit", extra={"soft": soft, "hard": hard})
     return soft
+
+
+# where Linux says how long a listening socket's queue of new connections may be
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+DEFAULT_BACKLOG = 2048
+
+
+def listen_backlog(configured: int | None) -> int:
+    """The queue of connections not yet accepted: `configured`, or the most the kernel
+    allows (`net.core.somaxconn`, which also caps a larger number); uvicorn's own default
+    (2,048) where the kernel does not say."""
+    if configured is not None:
+        return configured
+    try:
+        return max(DEFAULT_BACKLOG, int(SOMAXCONN.read_text().strip()))
+    except (OSError, ValueError):
+        return DEFAULT_BACKLOG

@@ -83,6 +83,7 @@ def serve(
     import uvicorn
 
     from ai_service import logs
+    from ai_service.fdlimit import listen_backlog
 
     cfg = settings()
     logs.configure(cfg.log_level, cfg.log_json)
@@ -97,6 +98,9 @@ def serve(
         "loop": "uvloop",
         "http": "httptools",
         "timeout_graceful_shutdown": 30,
+        # new connections wait here until the process accepts them: a burst of streams
+        # arriving faster than a busy core accepts them must not overflow it
+        "backlog": listen_backlog(cfg.listen_backlog),
     }
     # a graceful stop on SIGTERM exits 0 (uvicorn raises the signal again once it is done)
     signal.signal(signal.SIGTERM, _exit_cleanly)
