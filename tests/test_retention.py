@@ -283,3 +283,28 @@ def test_the_gateway_runs_the_job_under_its_lease(
     account = httpx.get(second.url + "/ai/account", headers={"X-API-Key": key}).json()
     assert account["requests"]["total"] == 3
     assert second.books_problems() == []
+
+
+def test_the_admin_api_shows_retention_and_runs_it(
+    gateway_factory: Callable[..., Gateway], openai_upstream: FakeOpenAI
+) -> None:
+    admin = {"X-Admin-Key": "retention-admin-key-0123456789"}
+    gw = gateway_factory(
+        openai_api_key=UPSTREAM_KEY,
+        openai_base_url=openai_upstream.base_url,
+        admin_key=admin["X-Admin-Key"],
+        retention_request_days=7,
+    )
+    key = gw.create_user("erin", "10")
+    ask(gw, key, 2)
+    gw.wait_settled()
+    age(gw, [r.id for r in gw.requests()], 9)
+    shown = httpx.get(gw.url + "/ai/admin/api/retention", headers=admin).json()
+    assert shown["totalled_until"] is None and shown["requests_kept_from"] is None
+    assert shown["policy"] == {"payload_days": 30, "request_days": 7, "webhook_days": 90}
+    ran = httpx.post(gw.url + "/ai/admin/api/retention/run", headers=admin).json()
+    assert ran["deleted"]["requests"] == 2 and len(ran["days_totalled"]) == 9
+    shown = httpx.get(gw.url + "/ai/admin/api/retention", headers=admin).json()
+    assert shown["totalled_until"] == TODAY.isoformat()
+    assert shown["requests_kept_from"] == (TODAY - dt.timedelta(days=7)).isoformat()
+    assert httpx.post(gw.url + "/ai/admin/api/retention/run").status_code == 401
