@@ -193,12 +193,11 @@ async def _ensure_state(engine: AsyncEngine) -> None:
 # ---- daily totals -------------------------------------------------------------------
 
 
-def _day_of(moment: dt.datetime | str) -> dt.date:
-    if isinstance(moment, str):  # SQLite hands a text timestamp back from a raw select
+def _as_utc(moment: dt.datetime | str) -> dt.datetime:
+    """A timestamp read back from the database, in UTC (SQLite hands back naive text)."""
+    if isinstance(moment, str):
         moment = dt.datetime.fromisoformat(moment)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).date()
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 async def total_days(engine: AsyncEngine, now: dt.datetime) -> list[dt.date]:
@@ -213,7 +212,7 @@ async def total_days(engine: AsyncEngine, now: dt.datetime) -> list[dt.date]:
                 )
                 if first is None:
                     return done
-                mark = _day_of(first)
+                mark = _as_utc(first).date()
             if midnight(mark) + DAY + GRACE > now:
                 return done
             if not await _total_day(conn, mark):
@@ -302,12 +301,6 @@ async def _first_id_from(conn: AsyncConnection, moment: dt.datetime) -> int:
         else:
             low = middle + 1
     return int(low)
-
-
-def _as_utc(moment: dt.datetime | str) -> dt.datetime:
-    if isinstance(moment, str):
-        moment = dt.datetime.fromisoformat(moment)
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 async def prune_requests(engine: AsyncEngine, before: dt.date) -> int:
