@@ -105,9 +105,26 @@ IDLE = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2", "select", "poll",
 GC = frozenset({"gc_collect_main", "gc_collect_with_callback", "gc_collect_generations"})
 
 
+# a thread blocked on a lock (an idle worker of a thread pool): this, then libc only
+LOCK_WAIT = "PyThread_acquire_lock_timed"
+
+
+def is_idle(frames: list[tuple[str, str]]) -> bool:
+    """A sample of a thread waiting: in the event loop's poll, or blocked on a lock."""
+    if not frames:
+        return False
+    if frames[-1][0] in IDLE:
+        return True
+    names = [func for func, _ in frames]
+    if LOCK_WAIT not in names:
+        return False
+    after = names[len(names) - names[::-1].index(LOCK_WAIT) :]
+    return all(name.startswith("0x") for name in after)
+
+
 def summarize(stacks: list[tuple[list[tuple[str, str]], int]], ms_per_request: float) -> str:
     """Shares of the busy samples (idle waits left out), in ms of CPU per request."""
-    busy = [(frames, n) for frames, n in stacks if not frames or frames[-1][0] not in IDLE]
+    busy = [(frames, n) for frames, n in stacks if not is_idle(frames)]
     idle = sum(n for _, n in stacks) - sum(n for _, n in busy)
     total = sum(n for _, n in busy) or 1
     by_package: Counter[str] = Counter()

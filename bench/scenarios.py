@@ -84,6 +84,7 @@ SCENARIOS = [
         workers_row=True,
     ),
     Scenario("sse-c1", f"stream of {CHUNKS} chunks, 1 concurrent stream", True, 1),
+    Scenario("sse-c16", f"stream of {CHUNKS} chunks, 16 concurrent streams", True, 16),
     Scenario(
         "sse-c64", f"stream of {CHUNKS} chunks, 64 concurrent streams", True, 64, workers_row=True
     ),
@@ -92,6 +93,13 @@ SCENARIOS = [
         f"Responses API stream of {CHUNKS} text deltas, 1 concurrent stream",
         True,
         1,
+        api="responses",
+    ),
+    Scenario(
+        "resp-sse-c16",
+        f"Responses API stream of {CHUNKS} text deltas, 16 concurrent streams",
+        True,
+        16,
         api="responses",
     ),
     Scenario(
@@ -106,6 +114,13 @@ SCENARIOS = [
         f"Messages API stream of {CHUNKS} text deltas, 1 concurrent stream",
         True,
         1,
+        api="messages",
+    ),
+    Scenario(
+        "msg-sse-c16",
+        f"Messages API stream of {CHUNKS} text deltas, 16 concurrent streams",
+        True,
+        16,
         api="messages",
     ),
     Scenario(

@@ -354,10 +354,20 @@ class Watchdog:
 
 
 def parse_message(parser: StreamParser, message: bytes) -> list[StreamEvent]:
-    """Feed one SSE message (its `event:` and `data:` lines) to the parser."""
-    if message[:6] == b"data: " and b"\n" not in message:
-        return parser.feed(None, message[6:].decode())
-    event: str | None = None
+    """Feed one SSE message (its `event:` and `data:` lines, without the blank line that
+    ends it) to the parser. The two shapes providers send, `data: X` and
+    `event: N` + `data: X`, are read without the line parser and handed over with
+    their bytes (`frame`), so a parser that relays an event needs not encode it again.
+    """
+    if message[:6] == b"data: ":
+        if b"\n" not in message:
+            return parser.feed(None, message[6:].decode(), message + b"\n\n")
+    elif message[:7] == b"event: ":
+        end = message.find(b"\n")
+        if message[end + 1 : end + 7] == b"data: " and message.find(b"\n", end + 1) < 0:
+            event = message[7:end].decode()
+            return parser.feed(event, message[end + 7 :].decode(), message + b"\n\n")
+    event_name: str | None = None
     data: list[str] = []
     for line in message.decode().split("\n"):
         if not line or line[0] == ":":
@@ -368,7 +378,7 @@ def parse_message(parser: StreamParser, message: bytes) -> list[StreamEvent]:
         if name == "data":
             data.append(value)
         elif name == "event":
-            event = value
+            event_name = value
     if not data:
         return []
-    return parser.feed(event, "\n".join(data))
+    return parser.feed(event_name, "\n".join(data))

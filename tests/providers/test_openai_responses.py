@@ -55,15 +55,16 @@ def test_events_keep_their_bytes_and_only_the_final_one_has_usage() -> None:
     parser = ResponsesStreamParser(ADAPTER)
     delta = '{"type":"response.output_text.delta","delta":"Hi","sequence_number":3}'
     (ev,) = parser.feed("response.output_text.delta", delta)
-    assert (ev.text, ev.frame) == (
-        "Hi",
+    assert (ev.chunk, ev.text, ev.frame) == (
+        None,
+        "",
         b"event: response.output_text.delta\ndata: " + delta.encode() + b"\n\n",
     )
     args = (
         '{"type":"response.function_call_arguments.delta","delta":"{\\"a\\"","sequence_number":4}'
     )
     (ev,) = parser.feed("response.function_call_arguments.delta", args)
-    assert (ev.text, ev.generated_text) == ("", '{"a"')
+    assert (ev.chunk, ev.text, ev.generated_text) == (None, "", "")
     (ev,) = parser.feed("response.output_item.done", '{"type":"response.output_item.done"}')
     assert (ev.chunk, ev.usage) == (None, None)
     assert not parser.done
@@ -72,6 +73,25 @@ def test_events_keep_their_bytes_and_only_the_final_one_has_usage() -> None:
     assert ev.usage is not None and ev.usage.cache_read_tokens == 1024
     assert ev.frame is not None and ev.frame.startswith(b"data: {")
     assert parser.done
+    # the deltas are read once, at the end: the text, and the other output
+    assert parser.output() == ("Hi", '{"a"')
+
+
+def test_an_event_read_whole_is_relayed_as_the_bytes_received() -> None:
+    parser = ResponsesStreamParser(ADAPTER)
+    received = b'event: response.output_text.delta\ndata: {"delta":"caf\\u00e9"}\n\n'
+    (ev,) = parser.feed("response.output_text.delta", '{"delta":"caf\\u00e9"}', received)
+    assert ev.frame is received
+    assert parser.output() == ("caf\u00e9", "")
+
+
+def test_deltas_that_are_not_json_add_no_text() -> None:
+    parser = ResponsesStreamParser(ADAPTER)
+    parser.feed("response.output_text.delta", '{"delta":"a"}')
+    parser.feed("response.output_text.delta", "not json")
+    parser.feed("response.output_text.delta", '{"delta":7}')
+    parser.feed("response.refusal.delta", '{"delta":"no"}')
+    assert parser.output() == ("a", "no")
 
 
 def test_an_error_event_and_a_failed_response_fail_the_stream() -> None:

@@ -144,8 +144,9 @@ class StreamEvent:
 class StreamParser(Protocol):
     """Turns upstream SSE events into normalized events; one per stream."""
 
-    def feed(self, event: str | None, data: str) -> list[StreamEvent]:
-        """Parse one SSE event (`event:` name, if any, and its `data:`).
+    def feed(self, event: str | None, data: str, frame: bytes | None = None) -> list[StreamEvent]:
+        """Parse one SSE event (`event:` name, if any, and its `data:`); `frame` is the
+        event's bytes as received, blank line included, when they are exactly those two.
 
         Raises `ServiceError` when the upstream sends an error event.
         """

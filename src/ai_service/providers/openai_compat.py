@@ -255,7 +255,7 @@ class CompatStreamParser:
     def done(self) -> bool:
         return self._done
 
-    def feed(self, event: str | None, data: str) -> list[StreamEvent]:
+    def feed(self, event: str | None, data: str, _frame: bytes | None = None) -> list[StreamEvent]:
         if data == "[DONE]":
             self._done = True
             return []

@@ -113,25 +113,35 @@ def _frame(event: str | None, data: str) -> bytes:
 
 
 class ResponsesStreamParser:
-    """Parses a Responses API event stream; each event keeps its bytes (`StreamEvent.frame`)."""
+    """Parses a Responses API event stream; each event keeps its bytes (`StreamEvent.frame`).
+
+    The deltas are kept unparsed (`deltas`, with whether each is message text):
+    their text is read once, by `output`, when the stream is settled.
+    """
+
+    __slots__ = ("_adapter", "_done", "deltas")
 
     def __init__(self, adapter: OpenAICompatAdapter) -> None:
         self._adapter = adapter
         self._done = False
+        self.deltas: list[tuple[bool, str]] = []
 
     @property
     def done(self) -> bool:
         return self._done
 
-    def feed(self, event: str | None, data: str) -> list[StreamEvent]:
-        frame = _frame(event, data)
+    @property
+    def stop_reason(self) -> str | None:
+        """A Responses stream has no finish reason of chat's kind."""
+        return None
+
+    def feed(self, event: str | None, data: str, frame: bytes | None = None) -> list[StreamEvent]:
+        if frame is None:
+            frame = _frame(event, data)
         kind = event
         if kind == TEXT_DELTA or kind in OTHER_DELTAS:
-            delta = self._load(data).get("delta")
-            text = delta if isinstance(delta, str) else ""
-            if kind == TEXT_DELTA:
-                return [StreamEvent(None, text=text, generated=len(text), frame=frame)]
-            return [StreamEvent(None, generated=len(text), generated_text=text, frame=frame)]
+            self.deltas.append((kind == TEXT_DELTA, data))
+            return [StreamEvent(None, frame=frame)]
         if kind is not None and kind not in PARSED:
             return [StreamEvent(None, frame=frame)]  # item and part events: relayed as they are
         parsed = self._load(data)
@@ -150,10 +160,23 @@ class ResponsesStreamParser:
             usage = response_usage(parsed.get("response"))
             return [StreamEvent(parsed, usage=usage, frame=frame)]
         if kind == TEXT_DELTA or kind in OTHER_DELTAS:  # a stream without event names
-            (parsed_event,) = self.feed(kind, data)
-            parsed_event.frame = frame
-            return [parsed_event]
+            self.deltas.append((kind == TEXT_DELTA, data))
+            return [StreamEvent(None, frame=frame)]
         return [StreamEvent(parsed if "response" in parsed else None, frame=frame)]
+
+    def output(self) -> tuple[str, str]:
+        """The message text delivered, and the other output (reasoning, tool-call
+        arguments, refusals), from the deltas."""
+        texts: list[str] = []
+        other: list[str] = []
+        for is_text, data in self.deltas:
+            try:
+                delta = orjson.loads(data).get("delta")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(delta, str):
+                (texts if is_text else other).append(delta)
+        return "".join(texts), "".join(other)
 
     def _load(self, data: str) -> dict[str, Any]:
         try:

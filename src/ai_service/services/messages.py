@@ -245,14 +245,7 @@ def relayed(call: Call, upstream: UpstreamStream, headers: dict[str, str]) -> St
     """The client's Messages stream; the text delivered is read from the parser at settlement."""
     parser = upstream.parser
     assert isinstance(parser, MessagesRelayParser)
-
-    def fill(tally: respond.Tally) -> None:
-        text, other = parser.output()
-        tally.texts.append(text)
-        tally.generated.append(other)
-        tally.finish = parser.stop_reason
-
-    return respond.relay(call, upstream, MessagesFrames(), headers, fill)
+    return respond.relay(call, upstream, MessagesFrames(), headers, respond.fill_from(parser))
 
 
 def error_shape(exc: ServiceError) -> dict[str, object]:

@@ -109,6 +109,27 @@ def relay(
     return Streamed(relay.frames(), headers, relay.closed)
 
 
+class Relayed(Protocol):
+    """A parser that relays its events unparsed and reads their text once, at the end."""
+
+    @property
+    def stop_reason(self) -> str | None: ...
+
+    def output(self) -> tuple[str, str]: ...
+
+
+def fill_from(parser: Relayed) -> Callable[[Tally], None]:
+    """What completes a relayed stream's tally at settlement: the text its parser kept."""
+
+    def fill(tally: Tally) -> None:
+        text, other = parser.output()
+        tally.texts.append(text)
+        tally.generated.append(other)
+        tally.finish = parser.stop_reason or tally.finish
+
+    return fill
+
+
 def replay(stored: Replay) -> Answer | Streamed:
     """Send a stored answer again, uncharged."""
     headers = {"Idempotent-Replayed": "true"}

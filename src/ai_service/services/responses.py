@@ -211,7 +211,11 @@ async def responses(arrival: Arrival) -> Result:
     target, result = await pipeline.dispatch(call, plan, attempt)
     headers = {"X-Served-Model": target.resolved.model}
     if isinstance(result, UpstreamStream):
-        return respond.relay(call, result, ResponsesFrames(call), headers)
+        parser = result.parser
+        assert isinstance(parser, ResponsesStreamParser)
+        return respond.relay(
+            call, result, ResponsesFrames(call), headers, respond.fill_from(parser)
+        )
     return await answer(call, result, headers)
 
 

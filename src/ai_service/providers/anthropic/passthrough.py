@@ -87,10 +87,11 @@ class MessagesRelayParser:
     def done(self) -> bool:
         return self._done
 
-    def feed(self, event: str | None, data: str) -> list[StreamEvent]:
+    def feed(self, event: str | None, data: str, frame: bytes | None = None) -> list[StreamEvent]:
         if self._done:
             return []
-        frame = _frame(event, data)
+        if frame is None:
+            frame = _frame(event, data)
         if event == "content_block_delta":
             self.deltas.append(data)
             return [StreamEvent(None, frame=frame)]

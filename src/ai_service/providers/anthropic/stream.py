@@ -71,7 +71,7 @@ class AnthropicStreamParser:
         """The usage reported so far."""
         return self._usage
 
-    def feed(self, event: str | None, data: str) -> list[StreamEvent]:
+    def feed(self, event: str | None, data: str, _frame: bytes | None = None) -> list[StreamEvent]:
         """Translate one SSE event; raises `ServiceError` on an upstream `error` event."""
         if self._done:
             return []
