@@ -11,6 +11,8 @@ and stream that did not end with its API's last event (`data: [DONE]`,
 `response.completed`, `message_stop`) is a failure, counted over the whole run.
 At the window's edges it reads the CPU time of the watched processes (a
 server's process tree; the PostgreSQL backends of a database) and of each CPU.
+With several `--url`s (instances of one server), the connections are spread
+over them evenly, connection i to URL i mod n.
 
     python -m bench.loadgen --url http://127.0.0.1:8080/ai/openai/chat/completions \
         --body-file body.json --header "X-API-Key: ..." -c 64 --warmup 2 --duration 10
@@ -174,10 +176,11 @@ class Conn(asyncio.Protocol):
 
 @dataclass
 class Watch:
-    """CPU time to read at the window's edges: `name=PID` (a process tree) or `name=pg:DB`."""
+    """CPU time to read at the window's edges: `name=PID[,PID...]` (process trees, summed)
+    or `name=pg:DB`."""
 
     name: str
-    pid: int | None = None
+    pids: list[int] = field(default_factory=list)
     database: str | None = None
 
     @classmethod
@@ -185,20 +188,26 @@ class Watch:
         name, _, target = spec.partition("=")
         if target.startswith("pg:"):
             return cls(name, database=target[3:])
-        return cls(name, pid=int(target))
+        return cls(name, pids=[int(pid) for pid in target.split(",")])
 
     def read(self) -> float:
-        if self.pid is not None:
-            return procs.tree_cpu(self.pid)
-        assert self.database is not None
+        if self.database is None:
+            return sum(procs.tree_cpu(pid) for pid in self.pids)
         return procs.pg_cpu(self.database)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server instance: where to connect, and the request for it."""
+
+    host: str
+    port: int
+    payload: bytes
 
 
 @dataclass
 class Run:
-    host: str
-    port: int
-    payload: bytes
+    endpoints: list[Endpoint]
     stream: bool
     api: Api
     concurrency: int
@@ -223,29 +232,29 @@ class Run:
     def fail(self, reason: str) -> None:
         self.failures[reason] = self.failures.get(reason, 0) + 1
 
-    async def connect(self) -> Conn:
+    async def connect(self, endpoint: Endpoint) -> Conn:
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(
-            lambda: Conn(self.stream, self.api), self.host, self.port
+            lambda: Conn(self.stream, self.api), endpoint.host, endpoint.port
         )
         self.conns.append(conn)
         return conn
 
-    async def worker(self) -> None:
+    async def worker(self, endpoint: Endpoint) -> None:
         conn: Conn | None = None
         span = [0.0, 0.0, 0.0]
         self.spans.append(span)
         while not self.stopping and self.sent < self.max_requests:
             if conn is None or conn.closed:
                 try:
-                    conn = await self.connect()
+                    conn = await self.connect(endpoint)
                 except OSError:
                     self.fail("connect")
                     await asyncio.sleep(0.05)
                     continue
             self.sent += 1
             try:
-                outcome = await conn.request(self.payload)
+                outcome = await conn.request(endpoint.payload)
             except Exception:  # a bug here must show as a failure, not as silence
                 outcome = Outcome(False, "client_error")
             end = time.perf_counter()
@@ -280,7 +289,10 @@ class Run:
         return {w.name: w.read() for w in self.watches}, procs.cpu_busy()
 
     async def run(self) -> dict[str, Any]:
-        workers = [asyncio.ensure_future(self.worker()) for _ in range(self.concurrency)]
+        ends = self.endpoints
+        workers = [
+            asyncio.ensure_future(self.worker(ends[i % len(ends)])) for i in range(self.concurrency)
+        ]
         dog = asyncio.ensure_future(self.watchdog())
         await asyncio.sleep(self.warmup)
         cpu0, busy0 = self.sample()
@@ -348,7 +360,7 @@ def percentiles(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def build_request(url: str, body: bytes, headers: list[str]) -> tuple[str, int, bytes, Api]:
+def build_request(url: str, body: bytes, headers: list[str]) -> tuple[Endpoint, Api]:
     parts = urlsplit(url)
     if parts.hostname != "127.0.0.1" or parts.port is None:
         raise SystemExit("loopback only: the URL must be http://127.0.0.1:PORT/...")
@@ -361,12 +373,14 @@ def build_request(url: str, body: bytes, headers: list[str]) -> tuple[str, int, 
         *headers,
     ]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    return "127.0.0.1", parts.port, head + body, api_of(parts.path)
+    return Endpoint("127.0.0.1", parts.port, head + body), api_of(parts.path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", required=True)
+    parser.add_argument(
+        "--url", action="append", required=True, help="repeat for instances sharing the load"
+    )
     parser.add_argument("--body-file", type=Path, required=True)
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("-c", "--concurrency", type=int, default=1)
@@ -374,15 +388,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--max-requests", type=int, default=2_000_000)
     parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--watch", action="append", default=[], help="name=PID or name=pg:DATABASE")
+    parser.add_argument(
+        "--watch", action="append", default=[], help="name=PID[,PID...] or name=pg:DATABASE"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     body = args.body_file.read_bytes()
-    host, port, payload, api = build_request(args.url, body, args.header)
+    built = [build_request(url, body, args.header) for url in args.url]
+    if len({api for _, api in built}) > 1:
+        raise SystemExit("every --url must speak the same API")
+    api = built[0][1]
     run = Run(
-        host=host,
-        port=port,
-        payload=payload,
+        endpoints=[endpoint for endpoint, _ in built],
         stream=orjson.loads(body).get("stream") is True,
         api=api,
         concurrency=args.concurrency,

@@ -196,3 +196,11 @@ def post_json(url: str, body: bytes) -> bytes:
     with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
         data: bytes = resp.read()
         return data
+
+
+def get_text(url: str) -> str:
+    """GET `url` (loopback only); the body as text. Raises OSError."""
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310
+        data: bytes = resp.read()
+    return data.decode()

@@ -6,7 +6,9 @@ milliseconds per request (its process tree, workers included) and its ratio to
 the bare proxy's, the CPU of its PostgreSQL backends per request, and failures.
 Streams add the time to the first content token (TTFT) and the TTFT added over
 direct. With a baseline revision's rows, each gateway row is compared with its
-baseline row.
+baseline row. PostgreSQL rows add what the gateways asked of the database
+(`database`): the ledger's statements and the group commit's batches per
+request, commits, and the sessions held (`database_text`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ DIRECT = "direct"
 BARE = "bare proxy"
 PG = "ai-service[pg]"
 SQLITE = "ai-service[sqlite]"
+PG_2X = "ai-service[pg] 2 instances"
 
 
 def _sub(a: dict[str, float] | None, b: dict[str, float] | None, key: str) -> float | None:
@@ -35,6 +38,39 @@ def _db_per_request(raw: dict[str, Any]) -> dict[str, float] | None:
     per = {k: round(v / total, 3) for k, v in stats.items()}
     per["commit_ms"] = raw.get("pg_commit_ms")
     return per
+
+
+def _database(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The ledger's statements (every instance's `ai_service_ledger_batch_size`, summed),
+    commits and sessions, per request of the whole run (warm-up included)."""
+    total = raw.get("requests_total")
+    scrapes = raw.get("ledger_batches")
+    if not total or not scrapes:
+        return None
+    kinds: dict[str, dict[str, float]] = {}
+    for scrape in scrapes:
+        for kind, values in scrape.items():
+            into = kinds.setdefault(kind, {})
+            for key, value in values.items():
+                into[key] = into.get(key, 0.0) + value
+    out: dict[str, Any] = {"instances": len(scrapes)}
+    statements = calls = 0.0
+    for kind, values in sorted(kinds.items()):
+        n, c = values.get("statements", 0.0), values.get("calls", 0.0)
+        statements, calls = statements + n, calls + c
+        out[kind] = {
+            "statements_per_request": round(n / total, 4),
+            "mean_batch": round(c / n, 2) if n else None,
+            "buckets": {k: v for k, v in values.items() if k.startswith("le=")},
+        }
+    out["statements_per_request"] = round(statements / total, 4)
+    out["calls_per_request"] = round(calls / total, 3)
+    stats = raw.get("pg_stats")
+    if stats:  # approximate: an idle backend may hold its counts for up to 10 s
+        out["commits_per_request"] = round(stats.get("xact_commit", 0) / total, 4)
+    if raw.get("pg_sessions"):
+        out["sessions"] = raw["pg_sessions"]
+    return out
 
 
 def derive(
@@ -67,6 +103,7 @@ def derive(
         ),
         "core_busy_s": raw["core_busy_s"],
         "db_per_request": _db_per_request(raw),
+        "database": _database(raw),
         "window_s": window,
     }
     if direct is not None:
@@ -316,4 +353,42 @@ def goals_text(rows: list[dict[str, Any]], target: str) -> str:
         status = {True: "met", False: "NOT MET", None: "not measured"}[g["met"]]
         value = "-" if g["measured"] is None else f"{g['measured']}{g['unit']}"
         lines.append(f"  [{status:^12}] {g['goal']}: {value} (goal {g['limit']})")
+    return "\n".join(lines)
+
+
+def database_text(results: dict[str, dict[str, Any]]) -> str | None:
+    """What each PostgreSQL row asked of the database, per request: one line per row."""
+    lines = [
+        "The database per request (whole runs, warm-up included; PostgreSQL rows):",
+        f"  {'scenario':<19}{'target':<28}{'rps':>6}{'DB/req':>8}{'stmt':>7}{'commit':>8}"
+        f"{'batch r':>8}{'batch s':>8}{'sess':>6}{'ledger':>7}",
+    ]
+    shown = False
+    for scenario, rows in results.items():
+        for target, row in rows.items():
+            db = row.get("database")
+            if not db:
+                continue
+            shown = True
+            sessions = db.get("sessions") or {}
+            after = sessions.get("after") or {}
+            lines.append(
+                f"  {scenario:<19}{target:<28}{row['rps']:>6.0f}"
+                f"{_num(row['db_cpu_ms_per_request'], 3):>8}"
+                f"{_num(db.get('statements_per_request'), 3):>7}"
+                f"{_num(db.get('commits_per_request'), 3):>8}"
+                f"{_num((db.get('reserve') or {}).get('mean_batch'), 1):>8}"
+                f"{_num((db.get('settle') or {}).get('mean_batch'), 1):>8}"
+                f"{_num(sessions.get('max'), 0):>6}{_num(after.get('ledger'), 0):>7}"
+            )
+    if not shown:
+        return None
+    lines += [
+        "stmt: the ledger's statements (reservations and settlements, every instance); "
+        "commit: transactions committed",
+        "(pg_stat_database); batch r/s: calls per reservation / settlement statement; "
+        "sess: most sessions open on",
+        "the database during the run; ledger: of those at its end, the ledger's hot path's "
+        "(last query a reservation or settlement).",
+    ]
     return "\n".join(lines)

@@ -31,7 +31,9 @@ from bench import machine, procs, report, targets
 from bench.scenarios import CHUNK_INTERVAL_MS, CHUNKS, FULL, QUICK, SCENARIOS, Scenario, Timing
 
 RESULTS = procs.ROOT / "bench" / "results"
-TARGET_KEYS = ("direct", "bare", "pg", "sqlite", "pg-workers")
+TARGET_KEYS = ("direct", "bare", "pg", "sqlite", "pg-workers", "pg-2x")
+PG_KEYS = ("pg", "pg-workers", "pg-2x")
+OPT_IN = ("pg-2x",)  # only with --targets
 
 TargetFactory = Callable[[], AbstractContextManager[targets.Target]]
 
@@ -49,7 +51,7 @@ class Bench:
     rate_limit_headers: bool = False  # the fake's answers carry x-ratelimit-* (--pool)
 
     def gateway(
-        self, kind: str, label: str, workers: int = 1, src: Path | None = None
+        self, kind: str, label: str, workers: int = 1, src: Path | None = None, instances: int = 1
     ) -> TargetFactory:
         src = src or self.src
 
@@ -59,7 +61,7 @@ class Bench:
                 key = targets.prepare(url, self.upstream, self.tmp, src)
                 with targets.ai_service(
                     label, url, pg_name, key, self.upstream, self.server_core, self.tmp,
-                    src, workers=workers,
+                    src, workers=workers, instances=instances,
                 ) as target:  # fmt: skip
                     yield target
 
@@ -75,7 +77,7 @@ class Bench:
         out = self.tmp / "load.json"
         out.unlink(missing_ok=True)
         args = [
-            "--url", target.url(scenario.api),
+            *(a for url in target.urls(scenario.api) for a in ("--url", url)),
             "--body-file", str(body),
             "-c", str(scenario.concurrency),
             "--warmup", str(timing.warmup),
@@ -83,13 +85,15 @@ class Bench:
             "--watch", f"upstream={self.upstream.proc.pid}",
             "--out", str(out),
         ]  # fmt: skip
-        if target.pid is not None:
-            args += ["--watch", f"server={target.pid}"]
+        if target.pids:  # every instance's process tree, summed
+            args += ["--watch", "server=" + ",".join(map(str, target.pids))]
         if target.database is not None:
             args += ["--watch", f"db=pg:{target.database}"]
         for header in [*target.headers, *scenario.headers()]:
             args += ["--header", header]
         before = targets.pg_stats(target.database) if target.database else None
+        batches = [targets.ledger_batches(o) for o in target.origins] if target.gateway else []
+        sessions: list[int] = []
         proc = procs.spawn(
             targets.python_module("bench.loadgen", *args), core=self.load_core, log=None
         )
@@ -99,11 +103,25 @@ class Bench:
                 procs.stop(proc)
                 raise RuntimeError(f"{target.name} {scenario.key}: the load generator hung")
             if target.database is not None:  # keep the gateway's core to itself
-                procs.pin(procs.pg_backends(target.database), self.load_core)
+                backends = procs.pg_backends(target.database)
+                procs.pin(backends, self.load_core)
+                sessions.append(len(backends))
             time.sleep(0.25)
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"{target.name} {scenario.key}: the load generator failed")
         result: dict[str, Any] = orjson.loads(out.read_bytes())
+        if batches:
+            after_batches = [targets.ledger_batches(o) for o in target.origins]
+            result["ledger_batches"] = [
+                _difference(a, b) for a, b in zip(after_batches, batches, strict=True)
+            ]
+        if target.database is not None and sessions:
+            result["pg_sessions"] = {
+                "max": max(sessions),
+                "mean": round(sum(sessions) / len(sessions), 1),
+                "after": targets.pg_connections(target.database),
+                "instances": len(target.origins),
+            }
         if target.database is not None and before is not None:
             time.sleep(1.2)  # backends flush their statistics about once a second
             after = targets.pg_stats(target.database)
@@ -131,6 +149,8 @@ class Bench:
                     suffix, src = self.baseline
                     other = f"{label} {suffix}"
                     steps.append((other, self.gateway(key, other, src=src), False))
+            elif key == "pg-2x":
+                steps.append((report.PG_2X, self.gateway("pg", report.PG_2X, instances=2), False))
             elif key == "pg-workers" and workers > 1:
                 label = f"ai-service[pg] {workers} workers"
                 steps.append((label, self.gateway("pg", label, workers), True))
@@ -201,6 +221,16 @@ def measure(
     return results, raw
 
 
+def _difference(
+    after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """`after - before` of two scrapes of one gateway's batch-size histogram."""
+    return {
+        kind: {k: v - before.get(kind, {}).get(k, 0.0) for k, v in values.items()}
+        for kind, values in after.items()
+    }
+
+
 def _print_run(row: dict[str, Any]) -> None:
     busy = " ".join(
         f"cpu{c} {s / row['window_s'] * 100:.0f}%" for c, s in row["core_busy_s"].items()
@@ -262,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup or base.warmup, args.duration or base.duration, args.rounds or base.rounds
     )
     if args.targets is None:
-        chosen = [k for k in TARGET_KEYS if not (args.quick and k == "pg-workers")]
+        chosen = [
+            k for k in TARGET_KEYS if k not in OPT_IN and not (args.quick and k == "pg-workers")
+        ]
     else:
         chosen = [k for k in args.targets.split(",") if k]
     unknown = set(chosen) - set(TARGET_KEYS)
@@ -273,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     scenarios = [s for s in SCENARIOS if s.key in keys]
-    if {"pg", "pg-workers"} & set(chosen) and targets.pg_version() is None:
+    if set(PG_KEYS) & set(chosen) and targets.pg_version() is None:
         print("warning: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL rows are skipped")
-        chosen = [k for k in chosen if k not in ("pg", "pg-workers")]
+        chosen = [k for k in chosen if k not in PG_KEYS]
 
     if args.pool is not None:
         if args.pool < 1:
@@ -300,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(report.table(results, {s.key: s.title for s in scenarios}))
-    for text in (report.streams_text(results), report.paired_text(results)):
+    for text in (
+        report.streams_text(results),
+        report.paired_text(results),
+        report.database_text(results),
+    ):
         if text is not None:
             print()
             print(text)

@@ -97,7 +97,8 @@ async def slow_stream(host: str, port: int, payload: bytes, seconds: float) -> l
 
 
 async def generate(args: argparse.Namespace) -> dict[str, Any]:
-    host, port, payload, api = loadgen.build_request(args.url, args.body.encode(), args.header)
+    endpoint, api = loadgen.build_request(args.url, args.body.encode(), args.header)
+    host, port, payload = endpoint.host, endpoint.port, endpoint.payload
     n, ramp, watch = args.streams, args.ramp, args.watch
     loop = asyncio.get_running_loop()
     idle = rss_mb(watch) if watch else 0.0

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -42,11 +43,26 @@ class Target:
     headers: list[str] = field(default_factory=list)
     pid: int | None = None  # the server's process (tree) to measure
     database: str | None = None  # PostgreSQL database whose backends to measure
+    # more instances of the same server sharing the load: (origin, pid) of each
+    others: list[tuple[str, int]] = field(default_factory=list)
 
     def url(self, api: str) -> str:
         """The URL of one API (of `scenarios.APIS`)."""
         upstream, gateway = APIS[api]
         return self.origin + (gateway if self.gateway else upstream)
+
+    def urls(self, api: str) -> list[str]:
+        """The URL of one API at every instance."""
+        path = self.url(api).removeprefix(self.origin)
+        return [origin + path for origin in self.origins]
+
+    @property
+    def origins(self) -> list[str]:
+        return [self.origin, *(origin for origin, _ in self.others)]
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for pid in (self.pid, *(pid for _, pid in self.others)) if pid is not None]
 
 
 @dataclass
@@ -266,33 +282,38 @@ def ai_service(
     logs: Path,
     src: Path | None,
     workers: int = 1,
+    instances: int = 1,
 ) -> Iterator[Target]:
-    port = procs.free_port()
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    if workers > 1:
-        args += ["--workers", str(workers)]
+    """`instances` separate `ai-service serve` processes on one database, each on its own
+    port, all pinned to `core`; the load spreads over them (`Target.others`)."""
     slug = label.replace(" ", "-").replace("[", "").replace("]", "").replace(",", "")
-    log = logs / f"{slug}.log"
-    proc = procs.spawn(
-        ai_service_command() + args,
-        core=core,
-        env=gateway_env(database_url, upstream, src),
-        log=log,
-    )
+    env = gateway_env(database_url, upstream, src)
+    started: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        procs.wait_http(f"http://127.0.0.1:{port}/healthz", proc, log=log)
+        for n in range(instances):
+            port = procs.free_port()
+            args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+            if workers > 1:
+                args += ["--workers", str(workers)]
+            log = logs / (f"{slug}.log" if n == 0 else f"{slug}-{n + 1}.log")
+            proc = procs.spawn(ai_service_command() + args, core=core, env=env, log=log)
+            started.append((f"http://127.0.0.1:{port}", proc))
+            procs.wait_http(f"http://127.0.0.1:{port}/healthz", proc, log=log)
         if workers > 1:
             time.sleep(2.0)  # let every worker come up
+        (origin, first), *rest = started
         yield Target(
             label,
-            f"http://127.0.0.1:{port}",
+            origin,
             True,
             [f"X-API-Key: {key}"],
-            pid=proc.pid,
+            pid=first.pid,
             database=pg_name,
+            others=[(o, p.pid) for o, p in rest],
         )
     finally:
-        procs.stop(proc, timeout=40)
+        for _, proc in started:
+            procs.stop(proc, timeout=40)
 
 
 PG_COUNTERS = ("xact_commit", "xact_rollback", "sessions", "tup_inserted", "tup_updated")
@@ -365,3 +386,63 @@ def pg_settings() -> dict[str, str]:
         return asyncio.run(query())
     except Exception:
         return {}
+
+
+def pg_connections(name: str) -> dict[str, Any] | None:
+    """The sessions open on one database: all, the ledger's hot path's (by their last query:
+    its reservations and settlements are the only statements that open with `WITH`), and each
+    session's last query, shortened (pg_stat_activity keeps 1,024 bytes of it)."""
+
+    async def query() -> dict[str, Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
+        try:
+            rows = await conn.fetch(
+                "SELECT state, query FROM pg_stat_activity "
+                "WHERE datname = $1 AND backend_type = 'client backend'",
+                name,
+            )
+        finally:
+            await conn.close()
+        last = [" ".join(str(r["query"]).split())[:60] for r in rows]
+        return {
+            "total": len(rows),
+            "ledger": sum(q.startswith("WITH ") for q in last),
+            "last_queries": sorted(last),
+        }
+
+    try:
+        return asyncio.run(query())
+    except Exception:  # a diagnostic, as pg_stats
+        return None
+
+
+BATCH_METRIC = "ai_service_ledger_batch_size"
+
+
+def ledger_batches(origin: str) -> dict[str, dict[str, float]]:
+    """One gateway's group-commit histogram from `/metrics` (open, like `/healthz`):
+    {kind: {"statements", "calls", "le=<bound>"...}}, empty for a gateway without it."""
+    try:
+        text = procs.get_text(origin + "/metrics")
+    except OSError:
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if not line.startswith(BATCH_METRIC):
+            continue
+        name, _, value = line.rpartition(" ")
+        series, _, labels = name.partition("{")
+        fields = dict(
+            part.split("=", 1) for part in labels.rstrip("}").replace('"', "").split(",") if part
+        )
+        kind = found.setdefault(fields.get("kind", "?"), {})
+        suffix = series.removeprefix(BATCH_METRIC)
+        if suffix == "_count":
+            kind["statements"] = float(value)
+        elif suffix == "_sum":
+            kind["calls"] = float(value)
+        elif suffix == "_bucket":
+            kind[f"le={fields['le']}"] = float(value)
+    return found

@@ -18,6 +18,8 @@ never module-global) and the series below; `GET /metrics` renders it.
     ai_service_queue_wait_seconds{queue}                       a request's wait in a queue
                                                                (`upstream`: a host's connections)
     ai_service_queue_waiting{queue}                            requests waiting in it now
+    ai_service_ledger_batch_size{kind}                         calls per ledger statement
+                                                               (reserve, settle: group commit)
     ai_service_webhook_events_total{type}                      alert events this process wrote
     ai_service_webhook_attempts_total{outcome}                 delivery attempts: delivered, error
     ai_service_webhook_failed_total{type}                      events given up (no attempt left)
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -49,6 +52,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 WEBHOOK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 CHAT_PATH = re.compile(r"^/ai/([^/]+)/chat/completions$")
 ROUTES = (
@@ -172,6 +176,14 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            "ai_service_ledger_batch_size",
+            "Calls carried by one ledger statement (PostgreSQL group commit), by kind "
+            "(reserve, settle); a lone call is 1. Count: statements; sum: calls.",
+            ["kind"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.responses = Counter(
             "ai_service_http_responses",
             "HTTP responses by route group and status code (includes refused requests).",
@@ -218,6 +230,11 @@ class Metrics:
     def waited(self, queue: str, seconds: float) -> None:
         """A request waited `seconds` in `queue`."""
         self.child(self.queue_wait, queue).observe(seconds)
+
+    def batch_sizes(self, kind: str) -> Callable[[float], None]:
+        """What observes the size of each ledger statement of `kind` (one call per statement)."""
+        observe: Callable[[float], None] = self.child(self.batch_size, kind).observe
+        return observe
 
     def settled(
         self,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -57,6 +58,10 @@ class Meter(Protocol):
     def waiting(self, queue: str, delta: int) -> None: ...
 
     def waited(self, queue: str, seconds: float) -> None: ...
+
+    def batch_sizes(self, kind: str) -> Callable[[float], None]:
+        """Observes the calls carried by each ledger statement of `kind` (group commit)."""
+        ...
 
 
 class UpstreamBusyError(UpstreamUnavailableError):
@@ -223,6 +228,13 @@ class NoMeter:
 
     def waited(self, queue: str, seconds: float) -> None:
         pass
+
+    def batch_sizes(self, kind: str) -> Callable[[float], None]:  # noqa: ARG002  (any kind)
+        return _ignore
+
+
+def _ignore(_value: float) -> None:
+    pass
 
 
 UNMETERED = DatabaseQueue(NoMeter())

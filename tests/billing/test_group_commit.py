@@ -21,7 +21,9 @@ from ai_service.billing import ledger, pgledger
 from ai_service.billing.ledger import Settlement
 from ai_service.billing.pgledger import PgLedger
 from ai_service.billing.pgpool import Connections
+from ai_service.metrics import Metrics
 from ai_service.storage.db import DATA_ERRORS, async_url
+from ai_service.waits import DatabaseQueue
 from tests.support.databases import PostgresDatabase, backends
 
 pytestmark = pytest.mark.skipif(
@@ -239,4 +241,27 @@ async def test_without_group_commit_every_call_is_its_own_statement(engine: Asyn
     ids = [f"solo-{i}" for i in range(40)]
     assert all(await asyncio.gather(*(ledger_.reserve_open(user_id, 10, row(r)) for r in ids)))
     assert pool.runs == Counter({"reserve": 40})
+    await ledger_.close()
+
+
+async def test_each_statement_is_observed_with_the_calls_it_carries(engine: AsyncEngine) -> None:
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    metrics = Metrics()
+    ledger_ = PgLedger(engine, CountingConnections(dsn), queue=DatabaseQueue(metrics))
+    user_id = await new_user(engine, "dave", 10**9)
+    ids = [f"sized-{i}-{uuid.uuid4().hex[:8]}" for i in range(8)]
+
+    def sample(name: str, kind: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"kind": kind, **labels})
+
+    # the first call runs alone at once; the seven that arrive meanwhile share the next statement
+    assert all(await asyncio.gather(*(ledger_.reserve_open(user_id, 10, row(r)) for r in ids)))
+    s = Settlement(status="ok", http_status=200, cost=4)
+    assert all(await asyncio.gather(*(ledger_.settle(r, user_id, 10, s, None) for r in ids)))
+    for kind in ("reserve", "settle"):
+        assert sample("ai_service_ledger_batch_size_count", kind) == 2
+        assert sample("ai_service_ledger_batch_size_sum", kind) == 8
+        assert sample("ai_service_ledger_batch_size_bucket", kind, le="1.0") == 1
+        assert sample("ai_service_ledger_batch_size_bucket", kind, le="4.0") == 1
+        assert sample("ai_service_ledger_batch_size_bucket", kind, le="8.0") == 2
     await ledger_.close()

@@ -12,6 +12,11 @@ The time a call waits in the queue, until a statement takes it, is the
 `patience`, a call still queued after that long leaves the queue unrun and
 raises `DatabaseBusyError`.
 
+Every statement sent is observed with the number of calls it carries (1 for a
+lone call) by the queue's meter, under the batcher's `kind`: the histogram
+`ai_service_ledger_batch_size{kind}`, whose count is the statements and whose
+sum is the calls.
+
 When a grouped statement fails cleanly (it rolled back as a whole, for example
 on one row's bad data), each of its calls is run again on its own, so one call's
 error reaches that call only. When the connection breaks mid-statement, its
@@ -63,6 +68,7 @@ class Batcher(Generic[T, R]):
         size: int = 64,
         inflight: int = 1,
         queue: DatabaseQueue = UNMETERED,
+        kind: str = "statement",
     ) -> None:
         self._one = one
         self._many = many
@@ -70,6 +76,7 @@ class Batcher(Generic[T, R]):
         self._size = size
         self._inflight = inflight
         self._waits = queue
+        self._sized = queue.meter.batch_sizes(kind)
         self._queue: deque[Queued[T, R]] = deque()
         self._busy = 0  # statements in flight: callers running their own, and draining tasks
         self._running: set[asyncio.Task[None]] = set()
@@ -86,6 +93,7 @@ class Batcher(Generic[T, R]):
         """
         if not self._queue and self._busy < self._inflight:
             self._busy += 1
+            self._sized(1)
             try:
                 return await self._one(item)
             finally:
@@ -161,6 +169,7 @@ class Batcher(Generic[T, R]):
             self._busy -= 1
 
     async def _run_one(self, item: T, future: asyncio.Future[R]) -> None:
+        self._sized(1)
         try:
             outcome = await self._one(item)
         except Exception as exc:
@@ -171,6 +180,7 @@ class Batcher(Generic[T, R]):
             future.set_result(outcome)
 
     async def _run_many(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        self._sized(len(batch))
         try:
             outcomes = await self._many([item for item, _ in batch])
         except asyncio.CancelledError:

@@ -247,6 +247,7 @@ class PgLedger(SqlLedger):
             size=size,
             inflight=inflight,
             queue=queue,
+            kind="reserve",
         )
         self._settlements: Batcher[Closing, Outcome] = Batcher(
             self._settle_one,
@@ -255,6 +256,7 @@ class PgLedger(SqlLedger):
             size=size,
             inflight=inflight,
             queue=DatabaseQueue(queue.meter),  # a settlement waits its turn, unbounded
+            kind="settle",
         )
 
     @classmethod
