@@ -108,22 +108,31 @@ class Batcher(Generic[T, R]):
         except asyncio.CancelledError:
             if not future.done():
                 await asyncio.wait((future,))
+            if not future.cancelled():
+                future.exception()  # seen: its outcome goes with the cancellation
             raise
 
     async def _outcome(self, queued: Queued[T, R]) -> R:
-        """The call's outcome; `DatabaseBusyError` if it is still queued after the patience."""
+        """The call's outcome; `DatabaseBusyError` if it is still queued after the patience.
+
+        The patience is one timer (cheaper than a timeout scope for every queued call)
+        that refuses the call only if no statement took it yet.
+        """
         patience = self._waits.patience
         if patience is None:
             return await asyncio.shield(queued.future)
+        timer = asyncio.get_running_loop().call_later(patience, self._expire, queued)
         try:
-            async with asyncio.timeout(patience):
-                return await asyncio.shield(queued.future)
-        except TimeoutError:
-            if queued not in self._queue:  # a statement took it: its outcome decides
-                return await asyncio.shield(queued.future)
+            return await asyncio.shield(queued.future)
+        finally:
+            timer.cancel()
+
+    def _expire(self, queued: Queued[T, R]) -> None:
+        if queued.future.done() or queued not in self._queue:
+            return  # a statement took it: its outcome decides
         self._queue.remove(queued)
         self._waits.left(queued.ticket)
-        raise self._waits.refusal()
+        queued.future.set_exception(self._waits.refusal())
 
     def _kick(self) -> None:
         """Start a draining task if calls are waiting and a statement may start."""

@@ -146,18 +146,22 @@ class SqliteLedger(SqlLedger):
             loop.run_in_executor(self._executor, self._drain, loop)
         if patience is None:
             return await future
+        timer = loop.call_later(patience, self._expire, queued)
         try:
-            async with asyncio.timeout(patience):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            with self._lock:
-                dropped = queued in self._queue
-                if dropped:
-                    self._queue.remove(queued)
-            if not dropped:  # the thread took it: its outcome decides
-                return await future
-        self._waits.left(queued[3])
-        raise self._waits.refusal()
+            return await asyncio.shield(future)
+        finally:
+            timer.cancel()
+
+    def _expire(self, queued: Work) -> None:
+        """Work still queued after its patience leaves the queue unrun, refused (one timer,
+        cheaper than a timeout scope per call); work the thread took keeps its outcome."""
+        with self._lock:
+            dropped = queued in self._queue
+            if dropped:
+                self._queue.remove(queued)
+        if dropped:
+            self._waits.left(queued[3])
+            queued[2].set_exception(self._waits.refusal())
 
     def _left(self, group: list[Work], taken: float) -> None:
         for *_, ticket in group:
