@@ -10,9 +10,10 @@ upstream. Spans are exported in batches over OTLP/HTTP, to the endpoint of
 the SDK's variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...).
 
 With tracing off, this package's `start` returns None and nothing else of it
-runs: the SDK is never imported, and the request path pays one `is None`
-check per request and per attempt. A client's `traceparent` then goes
-nowhere, as before.
+runs: neither the SDK's tracing nor an exporter is imported (redis-py 8 does
+import the SDK's metrics package on its own when the SDK is installed), and
+the request path pays one `is None` check per request and per attempt. A
+client's `traceparent` then goes nowhere, as before.
 
     __init__.py  start(): the tracer of the app's lifespan, or None
     spans.py     Tracing (the provider, the upstream hook) and RequestTrace (one request's spans)
