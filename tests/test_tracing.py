@@ -333,3 +333,25 @@ def test_tracing_off_makes_no_span_and_sends_no_traceparent(
     assert gw.state.tracing is None
     assert "traceparent" not in openai_upstream.last_request.headers
     assert exporter.get_finished_spans() == ()
+
+
+def test_a_replayed_request_and_a_reused_idempotency_key_end_their_spans(
+    traced: Callable[..., Gateway], exporter: InMemorySpanExporter
+) -> None:
+    gw = traced()
+    key = gw.create_user("alice", "10")
+    once = {"Idempotency-Key": "order-1"}
+    assert post(gw, key, CHAT, BODY, **once).status_code == 200
+    finished(gw, exporter, 2)
+    exporter.clear()
+    again = post(gw, key, CHAT, BODY, **once)
+    assert again.headers["idempotent-replayed"] == "true"
+    (replayed,) = finished(gw, exporter, 1)
+    assert attrs(replayed)["ai_service.status"] == "replayed"
+    exporter.clear()
+    conflict = post(gw, key, CHAT, {**BODY, "temperature": 0.5}, **once)
+    assert conflict.status_code == 409
+    (refused,) = finished(gw, exporter, 1)
+    assert attrs(refused)["http.response.status_code"] == 409
+    assert attrs(refused)["error.type"] == "idempotency_key_reused"
+    assert refused.status.status_code == StatusCode.UNSET

@@ -377,12 +377,12 @@ async def refuse(call: Call, exc: ServiceError) -> ServiceError:
         request_body=text,
         truncated=truncated,
     ).clean()
-    if call.trace is not None:
-        call.trace.settled(call, settlement, exc)
     try:
         await ledger.log_unreserved(call.state.engine, call.row(), settlement)
     except DB_ERRORS:
         log.warning("could not log a refused request", extra={"request_id": call.request_id})
+    if call.trace is not None:
+        call.trace.settled(call, settlement, exc)
     log.info(
         "request refused",
         extra={
