@@ -27,11 +27,12 @@ from typing import Any
 
 import orjson
 
-from bench import machine, procs, report, targets
+from bench import machine, procs, report, targets, tracing
 from bench.scenarios import CHUNK_INTERVAL_MS, CHUNKS, FULL, QUICK, SCENARIOS, Scenario, Timing
 
 RESULTS = procs.ROOT / "bench" / "results"
-TARGET_KEYS = ("direct", "bare", "pg", "sqlite", "pg-workers")
+TARGET_KEYS = ("direct", "bare", "pg", "sqlite", "pg-workers", "pg-otel")
+OPT_IN = ("pg-otel",)  # run only when named in --targets
 
 TargetFactory = Callable[[], AbstractContextManager[targets.Target]]
 
@@ -131,6 +132,8 @@ class Bench:
                     suffix, src = self.baseline
                     other = f"{label} {suffix}"
                     steps.append((other, self.gateway(key, other, src=src), False))
+            elif key == "pg-otel":  # tracing on, exported to a sink (bench.tracing)
+                steps.append((tracing.LABEL, tracing.target(self), False))
             elif key == "pg-workers" and workers > 1:
                 label = f"ai-service[pg] {workers} workers"
                 steps.append((label, self.gateway("pg", label, workers), True))
@@ -262,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup or base.warmup, args.duration or base.duration, args.rounds or base.rounds
     )
     if args.targets is None:
-        chosen = [k for k in TARGET_KEYS if not (args.quick and k == "pg-workers")]
+        chosen = [
+            k for k in TARGET_KEYS if k not in OPT_IN and not (args.quick and k == "pg-workers")
+        ]
     else:
         chosen = [k for k in args.targets.split(",") if k]
     unknown = set(chosen) - set(TARGET_KEYS)
@@ -273,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     scenarios = [s for s in SCENARIOS if s.key in keys]
-    if {"pg", "pg-workers"} & set(chosen) and targets.pg_version() is None:
+    if {"pg", "pg-workers", "pg-otel"} & set(chosen) and targets.pg_version() is None:
         print("warning: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL rows are skipped")
-        chosen = [k for k in chosen if k not in ("pg", "pg-workers")]
+        chosen = [k for k in chosen if k not in ("pg", "pg-workers", "pg-otel")]
 
     if args.pool is not None:
         if args.pool < 1:

@@ -266,6 +266,7 @@ def ai_service(
     logs: Path,
     src: Path | None,
     workers: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Target]:
     port = procs.free_port()
     args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -276,7 +277,7 @@ def ai_service(
     proc = procs.spawn(
         ai_service_command() + args,
         core=core,
-        env=gateway_env(database_url, upstream, src),
+        env={**gateway_env(database_url, upstream, src), **(env or {})},
         log=log,
     )
     try:
