@@ -1,6 +1,7 @@
 """The `pg-otel` target: ai-service[pg] with tracing on, exporting to a sink that drops it all.
 
     python -m bench.run --targets bare,pg,pg-otel --scenarios json-c64
+    python -m bench.tracing --cost 20000     # the spans' CPU alone, per request
 
 The gateway runs as the `pg` row does, with `AI_SERVICE_TRACING=true` and its
 OTLP/HTTP exporter pointed at the sink: a small aiohttp server (this module's
@@ -15,10 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench import procs, targets
 
@@ -63,12 +65,68 @@ def target(b: Bench) -> TargetFactory:
     return start
 
 
+def span_cost(requests: int) -> float:
+    """CPU microseconds per request of tracing alone, export thread included: a request span
+    and an attempt span made, attributed, ended and encoded as OTLP protobuf (then dropped)
+    by the gateway's own code (`ai_service.tracing.spans`), with the SDK's batching."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from ai_service.billing.ledger import Settlement
+    from ai_service.providers.base import UpstreamRequest
+    from ai_service.tracing.spans import Tracing
+
+    class Encoded(SpanExporter):
+        spans = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            encode_spans(spans).SerializeToString()
+            Encoded.spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(2 * requests)  # every span kept, to be encoded
+    tracing = Tracing.start("bench", lambda _adapter: None, Encoded())
+    resolved = SimpleNamespace(requested="gpt-5.4-mini", model="gpt-5.4-mini")
+    target = SimpleNamespace(provider="openai", resolved=resolved, label="openai:gpt-5.4-mini")
+    plan = SimpleNamespace(chain=[target], client_limit=None)
+    principal = SimpleNamespace(user_id=1, key_id=1)
+    upstream = UpstreamRequest("http://127.0.0.1:9/v1/chat/completions", {"a": "b"}, b"")
+
+    async def attempt(*_args: Any) -> dict[str, str]:
+        return tracing.headers(upstream)
+
+    async def one(n: int) -> None:
+        trace = tracing.arrival({}).begin("chat", "openai", f"req_{n}", None, principal)  # type: ignore[arg-type]
+        await trace.attempts(attempt, plan)(None, target, None, 100)  # type: ignore[arg-type]
+        call = SimpleNamespace(resolved=resolved, provider="openai", stream=False, attempts=[1])
+        settled = Settlement("ok", 200, cost=12_345, prompt_tokens=12, completion_tokens=30)
+        trace.settled(call, settled)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        for n in range(requests):
+            await one(n)
+
+    started = time.process_time()
+    asyncio.run(run())
+    tracing.provider.shutdown()  # the last batches encoded
+    assert Encoded.spans == 2 * requests, Encoded.spans
+    return (time.process_time() - started) / requests * 1e6
+
+
 def main() -> None:
     from aiohttp import web
 
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, help="serve the sink on this port")
+    parser.add_argument("--cost", type=int, metavar="N", help="measure N requests' spans")
     args = parser.parse_args()
+    if args.cost:
+        print(f"tracing: {span_cost(args.cost):.0f} us CPU per request (2 spans, encoded)")
+        return
     received = {"exports": 0, "bytes": 0}
 
     async def traces(request: web.Request) -> web.Response:
