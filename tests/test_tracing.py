@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import UPSTREAM_KEY
 from tests.fakes.anthropic_messages import FakeAnthropic
-from tests.fakes.behaviours import ErrorReply
+from tests.fakes.behaviours import Answer, ErrorReply
 from tests.fakes.openai_flavours import FakeOpenAI
 from tests.support.databases import SqliteTemplate
 from tests.support.gateway import Gateway
@@ -159,6 +159,43 @@ def test_a_stream_span_ends_once_the_stream_is_settled(
     assert attempt.end_time is not None and request.end_time is not None
     assert attempt.end_time <= request.end_time
     assert row.ttft_ms is not None
+
+
+def test_a_stream_cut_upstream_ends_its_spans_as_failed(
+    traced: Callable[..., Gateway], exporter: InMemorySpanExporter, openai_upstream: FakeOpenAI
+) -> None:
+    gw = traced()
+    key = gw.create_user("alice", "10")
+    openai_upstream.enqueue(Answer(text="one two three four five six", cut_after=2))
+    body = {**BODY, "stream": True}
+    with httpx.stream(
+        "POST", gw.url + CHAT, json=body, headers={"X-API-Key": key}, timeout=20
+    ) as r:
+        text = "".join(r.iter_text())
+    assert '"error"' in text
+    request, (attempt,) = split(finished(gw, exporter, 2))
+    assert attrs(request)["ai_service.status"] == "error"
+    assert request.status.status_code == StatusCode.ERROR
+    assert attempt.status.status_code == StatusCode.ERROR
+    assert attrs(request)["gen_ai.usage.output_tokens"] > 0  # what was delivered is charged
+
+
+def test_a_stream_whose_client_left_ends_its_spans_as_cancelled(
+    traced: Callable[..., Gateway], exporter: InMemorySpanExporter, openai_upstream: FakeOpenAI
+) -> None:
+    gw = traced()
+    key = gw.create_user("alice", "10")
+    openai_upstream.enqueue(Answer(text="one two three four five six", chunk_delay=0.3))
+    body = {**BODY, "stream": True}
+    with httpx.stream(
+        "POST", gw.url + CHAT, json=body, headers={"X-API-Key": key}, timeout=20
+    ) as r:
+        next(r.iter_bytes())  # the first frame, then the client hangs up
+    request, (attempt,) = split(finished(gw, exporter, 2))
+    assert attrs(request)["ai_service.status"] == "cancelled"
+    assert attrs(request)["http.response.status_code"] == 499
+    assert request.status.status_code == StatusCode.UNSET
+    assert attempt.end_time is not None
 
 
 def test_responses_messages_and_embeddings_each_have_their_spans(
