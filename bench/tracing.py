@@ -41,7 +41,8 @@ def sink(core: int | None, logs: Path) -> Iterator[str]:
     try:
         procs.wait_http(origin + "/healthz", proc, log=log)
         yield origin
-        with urllib.request.urlopen(origin + "/stats", timeout=5) as answer:  # noqa: S310  # loopback
+        stats_url = origin + "/stats"
+        with urllib.request.urlopen(stats_url, timeout=5) as answer:  # noqa: S310  # loopback
             stats = answer.read().decode()
         with log.open("a") as out:
             out.write(f"received: {stats}\n")
@@ -90,21 +91,25 @@ def span_cost(requests: int) -> float:
 
     os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(2 * requests)  # every span kept, to be encoded
     tracing = Tracing.start("bench", lambda _adapter: None, Encoded())
-    resolved = SimpleNamespace(requested="gpt-5.4-mini", model="gpt-5.4-mini")
-    target = SimpleNamespace(provider="openai", resolved=resolved, label="openai:gpt-5.4-mini")
-    plan = SimpleNamespace(chain=[target], client_limit=None)
-    principal = SimpleNamespace(user_id=1, key_id=1)
+    # stand-ins of the gateway's objects, with what the spans read of them
+    resolved: Any = SimpleNamespace(requested="gpt-5.4-mini", model="gpt-5.4-mini")
+    target: Any = SimpleNamespace(provider="openai", resolved=resolved, label="openai:gpt-5.4-mini")
+    plan: Any = SimpleNamespace(chain=[target], client_limit=None)
+    principal: Any = SimpleNamespace(user_id=1, key_id=1)
     upstream = UpstreamRequest("http://127.0.0.1:9/v1/chat/completions", {"a": "b"}, b"")
 
     async def attempt(*_args: Any) -> dict[str, str]:
         return tracing.headers(upstream)
 
     async def one(n: int) -> None:
-        trace = tracing.arrival({}).begin("chat", "openai", f"req_{n}", None, principal)  # type: ignore[arg-type]
-        await trace.attempts(attempt, plan)(None, target, None, 100)  # type: ignore[arg-type]
-        call = SimpleNamespace(resolved=resolved, provider="openai", stream=False, attempts=[1])
+        trace = tracing.arrival({}).begin("chat", "openai", f"req_{n}", None, principal)
+        adapter: Any = None
+        await trace.attempts(attempt, plan)(adapter, target, None, 100)
+        call: Any = SimpleNamespace(
+            resolved=resolved, provider="openai", stream=False, attempts=[1]
+        )
         settled = Settlement("ok", 200, cost=12_345, prompt_tokens=12, completion_tokens=30)
-        trace.settled(call, settled)  # type: ignore[arg-type]
+        trace.settled(call, settled)
 
     async def run() -> None:
         for n in range(requests):
