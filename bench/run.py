@@ -27,13 +27,13 @@ from typing import Any
 
 import orjson
 
-from bench import machine, procs, report, targets
+from bench import machine, procs, report, targets, tracing
 from bench.scenarios import CHUNK_INTERVAL_MS, CHUNKS, FULL, QUICK, SCENARIOS, Scenario, Timing
 
 RESULTS = procs.ROOT / "bench" / "results"
-TARGET_KEYS = ("direct", "bare", "pg", "sqlite", "pg-workers", "pg-2x")
-PG_KEYS = ("pg", "pg-workers", "pg-2x")
-OPT_IN = ("pg-2x",)  # only with --targets
+TARGET_KEYS = ("direct", "bare", "pg", "sqlite", "pg-workers", "pg-2x", "pg-otel")
+PG_KEYS = ("pg", "pg-workers", "pg-2x", "pg-otel")
+OPT_IN = ("pg-2x", "pg-otel")  # only with --targets
 
 TargetFactory = Callable[[], AbstractContextManager[targets.Target]]
 
@@ -151,6 +151,8 @@ class Bench:
                     steps.append((other, self.gateway(key, other, src=src), False))
             elif key == "pg-2x":
                 steps.append((report.PG_2X, self.gateway("pg", report.PG_2X, instances=2), False))
+            elif key == "pg-otel":  # tracing on, exported to a sink (bench.tracing)
+                steps.append((tracing.LABEL, tracing.target(self), False))
             elif key == "pg-workers" and workers > 1:
                 label = f"ai-service[pg] {workers} workers"
                 steps.append((label, self.gateway("pg", label, workers), True))

@@ -283,11 +283,12 @@ def ai_service(
     src: Path | None,
     workers: int = 1,
     instances: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Target]:
     """`instances` separate `ai-service serve` processes on one database, each on its own
     port, all pinned to `core`; the load spreads over them (`Target.others`)."""
     slug = label.replace(" ", "-").replace("[", "").replace("]", "").replace(",", "")
-    env = gateway_env(database_url, upstream, src)
+    env = {**gateway_env(database_url, upstream, src), **(env or {})}
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         for n in range(instances):

@@ -67,8 +67,8 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
 def gateway_factory(db_url: str) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
 
-    def make(**overrides: Any) -> Gateway:
-        gw = Gateway(make_settings(db_url, **overrides)).start()
+    def make(span_exporter: Any = None, **overrides: Any) -> Gateway:
+        gw = Gateway(make_settings(db_url, **overrides), span_exporter).start()
         started.append(gw)
         return gw
 

@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from ai_service import __version__, fdlimit, instances, pools, providers
+from ai_service import __version__, fdlimit, instances, pools, providers, tracing
 from ai_service.api.render import error_response
 from ai_service.api.responses import json_response
 from ai_service.api.routes import (
@@ -61,10 +62,15 @@ from ai_service.upstream import Timeouts, Upstream, make_client
 from ai_service.waits import DatabaseQueue, HostLimits
 from ai_service.webhooks.runtime import Webhooks
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 log = logging.getLogger("ai_service")
 
 
-def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastAPI's lifespan type
+def build_lifespan(  # type: ignore[no-untyped-def]  # FastAPI's lifespan type
+    settings: Settings, span_exporter: SpanExporter | None = None
+):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         fdlimit.raise_open_files()
@@ -116,6 +122,11 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             log.warning("database unreachable at startup; serving 503 until it answers")
         upstream_pools.alert(state.credential_alert)
         state.upstream.observe = upstream_pools.observe if upstream_pools.pools else None
+        state.tracing = tracing.start(
+            settings, state.instance_id, upstream_pools.label_of, span_exporter
+        )
+        if state.tracing is not None:
+            state.upstream.trace = state.tracing.headers
         state.metrics.registry.register(PoolCollector(upstream_pools))
         app.state.ai = state
         state.spawn(tokens.prepare())  # usage estimates' tokenizer, loaded in a thread
@@ -153,6 +164,8 @@ def build_lifespan(settings: Settings):  # type: ignore[no-untyped-def]  # FastA
             await client.close()
             await state.ledger.close()
             await engine.dispose()
+            if state.tracing is not None:
+                await state.tracing.shutdown()
 
     return lifespan
 
@@ -241,17 +254,18 @@ class GatewayApp:
         await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings) -> GatewayApp:
-    """Build the gateway's ASGI app for these settings."""
-    return GatewayApp(create_api(settings))
+def create_app(settings: Settings, span_exporter: SpanExporter | None = None) -> GatewayApp:
+    """Build the gateway's ASGI app for these settings (`span_exporter`: where spans go with
+    tracing on, instead of OTLP; tests give an in-memory one)."""
+    return GatewayApp(create_api(settings, span_exporter))
 
 
-def create_api(settings: Settings) -> FastAPI:
+def create_api(settings: Settings, span_exporter: SpanExporter | None = None) -> FastAPI:
     """The FastAPI app: every route, the lifespan, the error handlers."""
     app = FastAPI(
         title="ai-service",
         version=__version__,
-        lifespan=build_lifespan(settings),
+        lifespan=build_lifespan(settings, span_exporter),
         docs_url=None,  # no page that loads Swagger UI; the documents: `routes/openapi.py`
         redoc_url=None,
         openapi_url=None,

@@ -158,6 +158,9 @@ class Settings(ProviderSettings):
     # operations
     log_level: str = "info"
     log_json: bool = True
+    # OpenTelemetry tracing (ai_service.tracing; the `tracing` extra): a span per request and
+    # one per upstream attempt, exported over OTLP/HTTP to the OTEL_EXPORTER_OTLP_* endpoint
+    tracing: bool = False
     auto_migrate: bool = True
     # rate limits (ai_service.ratelimit): per-user defaults for users whose own limit is NULL
     # (None = unlimited); Redis shares the counters across instances when its URL is set

@@ -25,6 +25,7 @@ from ai_service.ratelimit import RateLimiter
 from ai_service.upstream import Upstream
 
 if TYPE_CHECKING:
+    from ai_service.tracing.spans import Tracing
     from ai_service.webhooks.runtime import Webhooks
 
 log = logging.getLogger("ai_service")
@@ -77,6 +78,8 @@ class AppState:
     use_prices: Mapping[str, UsePrices] = field(default_factory=dict)
     # alerts: the webhooks' scan and deliveries (None when no webhook URL is set)
     webhooks: Webhooks | None = None
+    # tracing (None when off, the default): the spans' provider and exporter
+    tracing: Tracing | None = None
 
     def credential_alert(self, provider: str, label: str, kind: str, detail: str) -> None:
         """A pool credential disabled (or enabled again): logged, counted, and an alert."""

@@ -70,6 +70,8 @@ def make_client(connect_timeout: float) -> aiohttp.ClientSession:
 
 # told every answer's headers, with the adapter that sent it (the pools' headroom)
 Observer = Callable[[Adapter, Mapping[str, str]], None]
+# the headers to send a request with (tracing's: its attempt's `traceparent` added)
+Headers = Callable[[UpstreamRequest], dict[str, str]]
 
 
 def _status_error(
@@ -95,6 +97,7 @@ class Upstream:
         self.client = client
         self.timeouts = timeouts
         self.observe: Observer | None = None
+        self.trace: Headers | None = None
         self.limits = limits
         # a whole non-streamed answer, sent and read, within the first-byte timeout
         self._answer_timeout = aiohttp.ClientTimeout(
@@ -115,12 +118,13 @@ class Upstream:
         """Send `request` and read its JSON object answer. Raises `ServiceError` for any
         upstream failure (an error status, a timeout, an answer that is not a JSON object)."""
         slot = await self._slot(adapter, request)
+        sent = request.headers if self.trace is None else self.trace(request)
         try:
             async with self.client.request(
                 request.method,
                 request.url,
                 data=request.body or None,
-                headers=request.headers,
+                headers=sent,
                 timeout=self._answer_timeout,
             ) as resp:
                 body = await resp.read()
@@ -155,11 +159,10 @@ class Upstream:
         """Send `request`, wait for a successful status line; its events go to `parser`.
         Raises `ServiceError` for any upstream failure before the stream began."""
         slot = await self._slot(adapter, request)
+        sent = request.headers if self.trace is None else self.trace(request)
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
-                resp = await self.client.post(
-                    request.url, data=request.body, headers=request.headers
-                )
+                resp = await self.client.post(request.url, data=request.body, headers=sent)
         except BaseException as exc:
             slot.release()
             if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):

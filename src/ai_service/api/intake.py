@@ -62,5 +62,27 @@ async def intake(request: Request, path: str, surface: str = "chat") -> Arrival:
         )
         raise await refuse(call, exc) from None
     return Arrival(
-        state, principal, secret, provider, raw, ids[0], ids[1], headers.get("idempotency-key")
+        state,
+        principal,
+        secret,
+        provider,
+        raw,
+        ids[0],
+        ids[1],
+        headers.get("idempotency-key"),
+        state.tracing.arrival(headers) if state.tracing is not None else None,
     )
+
+
+async def served(request: Request, path: str, service: Service, surface: str = "chat") -> Result:
+    """Take in a request to the provider path `path` and have `service` answer it; with
+    tracing on, an error that ended it before any settlement also ends its span."""
+    arrival = await intake(request, path, surface)
+    trace = arrival.trace
+    if trace is None:
+        return await service(arrival)
+    try:
+        return await service(arrival)
+    except BaseException as exc:
+        trace.abort(exc)
+        raise

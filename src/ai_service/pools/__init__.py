@@ -122,6 +122,11 @@ class Pools:
         if found is not None:
             found[0].observe(found[1], headers)
 
+    def label_of(self, adapter: Adapter) -> str | None:
+        """The label of the pool credential `adapter` sends with (None: not a pool's)."""
+        found = self._members.get(id(adapter))
+        return found[1].label if found is not None else None
+
     async def fresh(self, pool: Pool) -> None:
         """Read the shared state when this instance's copy is stale (one round trip)."""
         shared = self.shared

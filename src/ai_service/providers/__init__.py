@@ -40,6 +40,7 @@ REGISTRY: dict[str, ProviderSpec] = {
         "ANTHROPIC_BASE_URL",
         "https://api.anthropic.com",
         native=frozenset({"messages"}),
+        otel_name="anthropic",
     ),
     "mistral": ProviderSpec(
         MistralAdapter,
@@ -47,6 +48,7 @@ REGISTRY: dict[str, ProviderSpec] = {
         "MISTRAL_BASE_URL",
         "https://api.mistral.ai/v1",
         embeddings=True,
+        otel_name="mistral_ai",
     ),
     "llama": ProviderSpec(
         TogetherAdapter,
@@ -54,6 +56,7 @@ REGISTRY: dict[str, ProviderSpec] = {
         "TOGETHER_BASE_URL",
         "https://api.together.xyz/v1",
         embeddings=True,
+        otel_name="together_ai",
     ),
     "deepseek": ProviderSpec(
         DeepSeekAdapter, "DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com"

@@ -214,6 +214,8 @@ class ProviderSpec:
     # the API surfaces beyond chat that its upstream speaks itself ("responses", "messages"):
     # passed through; every other surface reaches it translated to and from its chat API
     native: frozenset[str] = frozenset()
+    # its `gen_ai.provider.name` in OpenTelemetry's GenAI conventions, where not its key
+    otel_name: str | None = None
 
     def speaks(self, surface: str) -> bool:
         """Whether the upstream speaks `surface` itself (else it is translated through chat)."""

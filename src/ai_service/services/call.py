@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from ai_service.services.routing import Attempts, Target
 from ai_service.state import AppState
 from ai_service.storage.db import DATA_ERRORS, DB_ERRORS
 from ai_service.waits import Waits, track
+
+if TYPE_CHECKING:
+    from ai_service.tracing.spans import RequestTrace
 
 log = logging.getLogger("ai_service.request")
 
@@ -44,10 +47,11 @@ class Arrival:
     request_id: str
     client_request_id: str | None = None
     idempotency_key: str | None = None
+    trace: RequestTrace | None = None  # with tracing on: its spans (`ai_service.tracing`)
 
     def call(self, surface: str) -> Call:
-        """The request's `Call`, its logged body without the caller's key."""
-        return Call.start(
+        """The request's `Call`, its logged body without the caller's key (its span begun)."""
+        call = Call.start(
             self.state,
             self.principal,
             self.provider,
@@ -56,6 +60,11 @@ class Arrival:
             self.client_request_id,
             surface,
         )
+        if self.trace is not None:
+            call.trace = self.trace.begin(
+                surface, self.provider, self.request_id, self.client_request_id, self.principal
+            )
+        return call
 
 
 @dataclass(slots=True)
@@ -81,6 +90,7 @@ class Call:
     sent: float = 0.0  # perf_counter when the upstream call began (gateway overhead metric)
     billed: tuple[Usage, Charge] | None = None  # the usage priced, and its price
     waits: Waits = field(default_factory=Waits)  # its waits in the gateway's queues
+    trace: RequestTrace | None = None  # its spans, ended once it is settled
 
     @classmethod
     def start(
@@ -230,7 +240,11 @@ class Call:
                 self.state.spawn(settle_tokens)
             else:
                 await settle_tokens
-        await self._settle_now(s, also, leaving)
+        try:
+            await self._settle_now(s, also, leaving)
+        finally:
+            if self.trace is not None:
+                self.trace.settled(self, s)
 
     async def fail(self, error: ServiceError) -> ServiceError:
         """Settle the request as failed with `error` (nothing charged); returns it to raise."""
@@ -303,6 +317,8 @@ class Call:
         still commit a moment later. If it does not, nothing was reserved.
         """
         s.duration_ms = self.elapsed_ms()
+        if self.trace is not None:
+            self.trace.settled(self, s)
         self.state.spawn(self._settle(s, None, patience))
 
     async def _settle(
@@ -352,22 +368,21 @@ class Call:
 async def refuse(call: Call, exc: ServiceError) -> ServiceError:
     """Log a request refused before any reservation (cost 0) and return the error to raise."""
     text, truncated = call.cap(call.request_text)
+    settlement = ledger.Settlement(
+        status="error",
+        http_status=exc.status,
+        error=exc.message,
+        duration_ms=call.elapsed_ms(),
+        queue_ms=call.waits.ms,
+        request_body=text,
+        truncated=truncated,
+    ).clean()
     try:
-        await ledger.log_unreserved(
-            call.state.engine,
-            call.row(),
-            ledger.Settlement(
-                status="error",
-                http_status=exc.status,
-                error=exc.message,
-                duration_ms=call.elapsed_ms(),
-                queue_ms=call.waits.ms,
-                request_body=text,
-                truncated=truncated,
-            ).clean(),
-        )
+        await ledger.log_unreserved(call.state.engine, call.row(), settlement)
     except DB_ERRORS:
         log.warning("could not log a refused request", extra={"request_id": call.request_id})
+    if call.trace is not None:
+        call.trace.settled(call, settlement, exc)
     log.info(
         "request refused",
         extra={

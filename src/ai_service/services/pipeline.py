@@ -115,6 +115,8 @@ async def hold(call: Call, key: str | None, scope: str, raw: bytes) -> idempoten
         state.settings.idempotency_ttl_seconds,
     )
     if isinstance(claimed, idempotency.Replay):
+        if call.trace is not None:
+            call.trace.replayed()
         return claimed
     call.claim = claimed
     return None
@@ -129,6 +131,8 @@ async def release(call: Call) -> None:
 async def dispatch(call: Call, plan: Plan, attempt: Attempt[T]) -> tuple[Target, T]:
     """Send through the chain; an error or a cancellation before an answer settles the call."""
     attempts = Attempts()
+    if call.trace is not None:
+        attempt = call.trace.attempts(attempt, plan)
     call.mark_sent()
     try:
         target, result = await attempt_chain(call.state, plan, attempts, attempt)

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ai_service.api.deps import get_state
-from ai_service.api.intake import intake
+from ai_service.api.intake import served
 from ai_service.api.render import error_response, render
 from ai_service.providers import PATHS
 from ai_service.services.chat import chat
@@ -27,7 +27,7 @@ router = APIRouter()
     response_model=None,
 )
 async def chat_completions(provider: str, request: Request) -> Response:
-    return render(await chat(await intake(request, provider)))
+    return render(await served(request, provider, chat))
 
 
 class ChatEndpoint:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ai_service.api.intake import intake, provider_of
+from ai_service.api.intake import provider_of, served
 from ai_service.api.render import render
 from ai_service.errors import NotFoundError
 from ai_service.providers import REGISTRY, paths_serving
@@ -27,4 +27,4 @@ async def create_embeddings(provider: str, request: Request) -> Response:
             f"/ai/{provider}/embeddings is not served: the {target} provider has no "
             f"embeddings API. Embeddings are served on {paths_serving('embeddings')}."
         )
-    return render(await embeddings(await intake(request, provider, "embeddings")))
+    return render(await served(request, provider, embeddings, "embeddings"))

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ai_service.api.deps import get_state
-from ai_service.api.intake import Service, intake
+from ai_service.api.intake import Service, served
 from ai_service.api.render import anthropic_shape, error_response, render
 from ai_service.api.responses import json_response
 from ai_service.auth import key_from_headers
@@ -27,7 +27,7 @@ router = APIRouter()
 async def serve(request: Request, path: str, service: Service) -> Response:
     """Serve a Messages API request; every error before the answer in Anthropic's shape."""
     try:
-        return render(await service(await intake(request, path, SURFACE)))
+        return render(await served(request, path, service, SURFACE))
     except Exception as exc:
         return error_response(exc, anthropic_shape)
 

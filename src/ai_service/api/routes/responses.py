@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ai_service.api.intake import intake, provider_of
+from ai_service.api.intake import intake, provider_of, served
 from ai_service.api.render import render
 from ai_service.errors import NotFoundError, UpstreamUnavailableError
 from ai_service.providers import REGISTRY
@@ -28,7 +28,7 @@ router = APIRouter()
 )
 async def create_response(provider: str, request: Request) -> Response:
     provider_of(provider)
-    return render(await responses(await intake(request, provider, SURFACE)))
+    return render(await served(request, provider, responses, SURFACE))
 
 
 @router.get(
