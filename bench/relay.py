@@ -57,11 +57,11 @@ def _surfaces() -> dict[str, tuple[list[bytes], Callable[[], tuple[StreamParser,
 
     def responses() -> tuple[StreamParser, Any, Any]:
         parser = ResponsesStreamParser(ADAPTER)
-        return parser, ResponsesFrames(_call()), respond.fill_from(parser)
+        return parser, ResponsesFrames(_call()), _fill(parser)
 
     def messages() -> tuple[StreamParser, Any, Any]:
         parser = MessagesRelayParser()
-        return parser, MessagesFrames(), respond.fill_from(parser)
+        return parser, MessagesFrames(), _fill(parser)
 
     return {
         "chat": (fake_upstream.stream_events(chat_body, cfg, 1), chat),
@@ -74,6 +74,13 @@ def _surfaces() -> dict[str, tuple[list[bytes], Callable[[], tuple[StreamParser,
             messages,
         ),
     }
+
+
+def _fill(parser: Any) -> Any:
+    """The tally's fill at settlement (none in revisions before `respond.fill_from`, run
+    with `PYTHONPATH=<their src>` for a before/after)."""
+    fill_from = getattr(respond, "fill_from", None)
+    return None if fill_from is None else fill_from(parser)
 
 
 def _reader(events: list[bytes]) -> aiohttp.StreamReader:

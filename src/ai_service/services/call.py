@@ -18,7 +18,8 @@ from ai_service.billing.pricing import NO_USE_PRICES, Charge, charge
 from ai_service.errors import ServiceError
 from ai_service.providers.base import Usage
 from ai_service.services import idempotency
-from ai_service.services.routing import Attempts, Target
+from ai_service.services.attempts import Attempts
+from ai_service.services.routing import Target
 from ai_service.state import AppState
 from ai_service.storage.db import DATA_ERRORS, DB_ERRORS
 from ai_service.waits import Waits, track

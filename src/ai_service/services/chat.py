@@ -17,9 +17,10 @@ from ai_service.providers.base import ChatResult, JsonObject
 from ai_service.schemas import include_usage, parse_body, validate_chat, validate_choices
 from ai_service.services import pipeline, respond
 from ai_service.services.answers import Result
+from ai_service.services.attempts import chat_attempt
 from ai_service.services.call import Arrival, Call, refuse
 from ai_service.services.idempotency import Replay
-from ai_service.services.routing import Target, chain_for, chat_attempt, plan_for
+from ai_service.services.routing import Target, chain_for, plan_for
 from ai_service.upstream import UpstreamStream
 
 Sent = tuple[Target, ChatResult | UpstreamStream]

@@ -34,8 +34,9 @@ from ai_service.errors import (
 )
 from ai_service.providers import REGISTRY
 from ai_service.services import idempotency
+from ai_service.services.attempts import Attempt, Attempts, attempt_chain
 from ai_service.services.call import Call, refuse
-from ai_service.services.routing import Attempt, Attempts, Plan, Target, attempt_chain
+from ai_service.services.routing import Plan, Target
 from ai_service.storage.db import DB_ERRORS
 from ai_service.waits import DatabaseBusyError
 

@@ -57,8 +57,9 @@ if TYPE_CHECKING:
     from ai_service.auth import Principal
     from ai_service.billing.ledger import Settlement
     from ai_service.providers.base import Adapter, UpstreamRequest
+    from ai_service.services.attempts import Attempt
     from ai_service.services.call import Call
-    from ai_service.services.routing import Attempt, Plan, Target
+    from ai_service.services.routing import Plan, Target
 
 T = TypeVar("T")
 
