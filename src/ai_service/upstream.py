@@ -263,14 +263,19 @@ class UpstreamStream:
                         return
                     raise UpstreamError(f"The {self.adapter.name} stream ended before it was done.")
                 if not buffer and piece.find(b"\n\n") == len(piece) - 2 and b"\r" not in piece:
-                    messages = [piece[:-2]]  # the common read: exactly one whole message
-                else:
-                    buffer += piece
-                    if b"\r" in buffer:
-                        buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-                    if b"\n\n" not in buffer:
-                        continue
-                    *messages, buffer = buffer.split(b"\n\n")
+                    # the common read: exactly one whole message, its bytes the frame
+                    batch = parse_message(parser, piece[:-2], piece)
+                    if batch:
+                        yield batch
+                    if parser.done:
+                        return
+                    continue
+                buffer += piece
+                if b"\r" in buffer:
+                    buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                if b"\n\n" not in buffer:
+                    continue
+                *messages, buffer = buffer.split(b"\n\n")
                 if len(messages) == 1:
                     batch = parse_message(parser, messages[0])
                 else:
@@ -356,20 +361,23 @@ class Watchdog:
             self._handle = None
 
 
-def parse_message(parser: StreamParser, message: bytes) -> list[StreamEvent]:
+def parse_message(
+    parser: StreamParser, message: bytes, frame: bytes | None = None
+) -> list[StreamEvent]:
     """Feed one SSE message (its `event:` and `data:` lines, without the blank line that
-    ends it) to the parser. The two shapes providers send, `data: X` and
-    `event: N` + `data: X`, are read without the line parser and handed over with
-    their bytes (`frame`), so a parser that relays an event needs not encode it again.
+    ends it; `frame`, if given, is the message with it) to the parser. The two shapes
+    providers send, `data: X` and `event: N` + `data: X`, are read without the line
+    parser and handed over with their bytes, so a parser that relays an event needs not
+    encode it again.
     """
     if message[:6] == b"data: ":
         if b"\n" not in message:
-            return parser.feed(None, message[6:].decode(), message + b"\n\n")
+            return parser.feed(None, message[6:].decode(), frame or message + b"\n\n")
     elif message[:7] == b"event: ":
         end = message.find(b"\n")
         if message[end + 1 : end + 7] == b"data: " and message.find(b"\n", end + 1) < 0:
             event = message[7:end].decode()
-            return parser.feed(event, message[end + 7 :].decode(), message + b"\n\n")
+            return parser.feed(event, message[end + 7 :].decode(), frame or message + b"\n\n")
     event_name: str | None = None
     data: list[str] = []
     for line in message.decode().split("\n"):
