@@ -38,7 +38,8 @@ ADAPTER = OpenAIAdapter(ProviderConfig("openai", "http://127.0.0.1:1/v1", "sk-be
 
 def _call() -> Any:
     """The little of a `Call` a writer reads: the served model, the cost of a usage."""
-    state = SimpleNamespace(spawn=lambda work: work.close(), engine=None)
+    owners = SimpleNamespace(record=lambda _response_id, _user_id: None)
+    state = SimpleNamespace(spawn=lambda work: work.close(), engine=None, owners=owners)
     resolved = SimpleNamespace(model=scenarios.MODEL)
     return SimpleNamespace(
         resolved=resolved,

@@ -22,6 +22,7 @@ from ai_service.metrics import Metrics
 from ai_service.pools import Pools
 from ai_service.providers.base import Adapter
 from ai_service.ratelimit import RateLimiter
+from ai_service.services.response_owners import ResponseOwners
 from ai_service.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -80,6 +81,11 @@ class AppState:
     webhooks: Webhooks | None = None
     # tracing (None when off, the default): the spans' provider and exporter
     tracing: Tracing | None = None
+    # the Responses API's response owners, written in groups
+    owners: ResponseOwners = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.owners = ResponseOwners(self.engine, self.spawn)
 
     def credential_alert(self, provider: str, label: str, kind: str, detail: str) -> None:
         """A pool credential disabled (or enabled again): logged, counted, and an alert."""

@@ -44,7 +44,7 @@ from ai_service.providers.openai_responses import (
     retrieve_request,
 )
 from ai_service.schemas import parse_body, validate_chat, validate_model, validate_stream
-from ai_service.services import pipeline, respond, response_owners
+from ai_service.services import pipeline, respond
 from ai_service.services.answers import Answer, Result
 from ai_service.services.call import Arrival, Call, refuse
 from ai_service.services.chat import through_chat
@@ -121,7 +121,7 @@ async def unseen_input(
             param="previous_response_id",
             code="previous_response_not_found",
         )
-        if not await response_owners.owns(state.engine, previous, user_id):
+        if not await state.owners.owns(previous, user_id):
             raise missing
         try:
             stored = await state.upstream.exchange(adapter, retrieve_request(adapter, previous))
@@ -227,7 +227,7 @@ async def answer(call: Call, data: JsonObject, headers: dict[str, str]) -> Answe
     data["model"] = resolved.model
     response_id = data.get("id")
     if isinstance(response_id, str):
-        await response_owners.record(call.state.engine, response_id, call.principal.user_id)
+        await call.state.owners.record(response_id, call.principal.user_id)
     usage, estimated = response_usage(data), False
     if usage is None:
         usage, estimated = call.estimated_usage(call.output_tokens(output_text(data))), True
@@ -364,9 +364,7 @@ class ResponsesFrames:
         response = created.get("response")
         response_id = response.get("id") if isinstance(response, dict) else None
         if isinstance(response_id, str):
-            call = self.call
-            record = response_owners.record(call.state.engine, response_id, call.principal.user_id)
-            call.state.spawn(record)
+            self.call.state.owners.record(response_id, self.call.principal.user_id)
 
     def _rewritten(self, ev: StreamEvent) -> bytes | None:
         """An event carrying the `response` object, with the served model and the cost."""

@@ -14,7 +14,7 @@ from ai_service.errors import NotFoundError, UpstreamUnavailableError
 from ai_service.providers import REGISTRY
 from ai_service.providers.openai_compat import OpenAICompatAdapter
 from ai_service.providers.openai_responses import retrieve_request
-from ai_service.services import pipeline, response_owners
+from ai_service.services import pipeline
 from ai_service.services.answers import Answer
 from ai_service.services.responses import SURFACE, responses
 
@@ -53,7 +53,7 @@ async def retrieve_response(provider: str, response_id: str, request: Request) -
             f"its operator must set {variable}."
         )
     upstream_request = retrieve_request(adapter, response_id)
-    if not await response_owners.owns(taken.state.engine, response_id, taken.principal.user_id):
+    if not await taken.state.owners.owns(response_id, taken.principal.user_id):
         raise NotFoundError(f"Response with id '{response_id}' not found.")
     data = await taken.state.upstream.exchange(adapter, upstream_request)
     return render(Answer(orjson.dumps(data)))
