@@ -320,27 +320,35 @@ def ai_service(
 PG_COUNTERS = ("xact_commit", "xact_rollback", "sessions", "tup_inserted", "tup_updated")
 
 
-def pg_stats(name: str) -> dict[str, int] | None:
-    """The cumulative counters of one database (PostgreSQL flushes them about every second)."""
+def admin_rows(sql: str, *args: Any) -> list[Any] | None:
+    """The rows of one query on the admin connection; None when it fails (the statistics
+    the bench keeps are a diagnostic: never fail a run for them)."""
 
-    async def query() -> dict[str, int]:
+    async def query() -> list[Any]:
         import asyncpg
 
         conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
         try:
-            row = await conn.fetchrow(
-                "SELECT xact_commit, xact_rollback, sessions, tup_inserted, tup_updated "
-                "FROM pg_stat_database WHERE datname = $1",
-                name,
-            )
+            return list(await conn.fetch(sql, *args))
         finally:
             await conn.close()
-        return {k: int(row[k] or 0) for k in PG_COUNTERS} if row else {}
 
     try:
         return asyncio.run(query())
-    except Exception:  # statistics are a diagnostic: never fail the run for them
+    except Exception:
         return None
+
+
+def pg_stats(name: str) -> dict[str, int] | None:
+    """The cumulative counters of one database (PostgreSQL flushes them about every second)."""
+    rows = admin_rows(
+        "SELECT xact_commit, xact_rollback, sessions, tup_inserted, tup_updated "
+        "FROM pg_stat_database WHERE datname = $1",
+        name,
+    )
+    if rows is None:
+        return None
+    return {k: int(rows[0][k] or 0) for k in PG_COUNTERS} if rows else {}
 
 
 def pg_commit_ms(name: str, count: int = 50) -> float | None:
@@ -370,53 +378,29 @@ def pg_commit_ms(name: str, count: int = 50) -> float | None:
 
 def pg_settings() -> dict[str, str]:
     names = ("synchronous_commit", "fsync", "wal_sync_method", "max_connections", "shared_buffers")
-
-    async def query() -> dict[str, str]:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
-        try:
-            rows = await conn.fetch(
-                "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", list(names)
-            )
-        finally:
-            await conn.close()
-        return {r["name"]: r["setting"] for r in rows}
-
-    try:
-        return asyncio.run(query())
-    except Exception:
-        return {}
+    rows = admin_rows(
+        "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", list(names)
+    )
+    return {r["name"]: r["setting"] for r in rows or []}
 
 
 def pg_connections(name: str) -> dict[str, Any] | None:
     """The sessions open on one database: all, the ledger's hot path's (by their last query:
     its reservations and settlements are the only statements that open with `WITH`), and each
     session's last query, shortened (pg_stat_activity keeps 1,024 bytes of it)."""
-
-    async def query() -> dict[str, Any]:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
-        try:
-            rows = await conn.fetch(
-                "SELECT state, query FROM pg_stat_activity "
-                "WHERE datname = $1 AND backend_type = 'client backend'",
-                name,
-            )
-        finally:
-            await conn.close()
-        last = [" ".join(str(r["query"]).split())[:60] for r in rows]
-        return {
-            "total": len(rows),
-            "ledger": sum(q.startswith("WITH ") for q in last),
-            "last_queries": sorted(last),
-        }
-
-    try:
-        return asyncio.run(query())
-    except Exception:  # a diagnostic, as pg_stats
+    rows = admin_rows(
+        "SELECT state, query FROM pg_stat_activity "
+        "WHERE datname = $1 AND backend_type = 'client backend'",
+        name,
+    )
+    if rows is None:
         return None
+    last = [" ".join(str(r["query"]).split())[:60] for r in rows]
+    return {
+        "total": len(rows),
+        "ledger": sum(q.startswith("WITH ") for q in last),
+        "last_queries": sorted(last),
+    }
 
 
 BATCH_METRIC = "ai_service_ledger_batch_size"
