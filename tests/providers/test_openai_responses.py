@@ -102,3 +102,13 @@ def test_an_error_event_and_a_failed_response_fail_the_stream() -> None:
     failed = {"type": "response.failed", "response": {"error": {"message": "it broke"}}}
     with pytest.raises(UpstreamError, match="it broke"):
         ResponsesStreamParser(ADAPTER).feed("response.failed", orjson.dumps(failed).decode())
+
+
+def test_an_event_whose_data_spans_lines_is_relayed_with_a_data_line_for_each() -> None:
+    parser = ResponsesStreamParser(ADAPTER)
+    data = '{"type":"response.output_item.done",\n"output_index":0}'
+    (ev,) = parser.feed("response.output_item.done", data)
+    assert ev.frame == (
+        b'event: response.output_item.done\ndata: {"type":"response.output_item.done",\n'
+        b'data: "output_index":0}\n\n'
+    )

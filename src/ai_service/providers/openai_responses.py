@@ -22,6 +22,7 @@ import orjson
 from ai_service.errors import InvalidRequestError, UpstreamError
 from ai_service.providers.base import JsonObject, StreamEvent, UpstreamRequest, Usage
 from ai_service.providers.openai_compat import OpenAICompatAdapter, parse_usage
+from ai_service.sse import text_event
 
 # ids the gateway puts in an upstream URL path: OpenAI's are `resp_` and hex
 RESPONSE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
@@ -106,12 +107,6 @@ def output_text(response: JsonObject) -> str:
     return "".join(texts)
 
 
-def _frame(event: str | None, data: str) -> bytes:
-    if event is None:
-        return b"data: " + data.encode() + b"\n\n"
-    return b"event: " + event.encode() + b"\ndata: " + data.encode() + b"\n\n"
-
-
 class ResponsesStreamParser:
     """Parses a Responses API event stream; each event keeps its bytes (`StreamEvent.frame`).
 
@@ -137,7 +132,7 @@ class ResponsesStreamParser:
 
     def feed(self, event: str | None, data: str, frame: bytes | None = None) -> list[StreamEvent]:
         if frame is None:
-            frame = _frame(event, data)
+            frame = text_event(event, data)
         kind = event
         if kind == TEXT_DELTA or kind in OTHER_DELTAS:
             self.deltas.append((kind == TEXT_DELTA, data))

@@ -66,6 +66,7 @@ from ai_service.services.chat import through_chat
 from ai_service.services.idempotency import Replay
 from ai_service.services.respond import Tally
 from ai_service.services.routing import Bound, Plan, Target
+from ai_service.sse import named
 from ai_service.translate import messages as translate
 from ai_service.translate.message_answer import MessageStream, frames, message_object
 from ai_service.upstream import UpstreamStream
@@ -255,7 +256,7 @@ def error_shape(exc: ServiceError) -> dict[str, object]:
 
 def error_event(exc: ServiceError) -> bytes:
     """The `error` event that ends a Messages stream which failed after it began."""
-    return b"event: error\ndata: " + orjson.dumps(error_shape(exc)) + b"\n\n"
+    return named("error", error_shape(exc))
 
 
 async def count_tokens(arrival: Arrival, *, forwarded: Forwarded) -> Answer:

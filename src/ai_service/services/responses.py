@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import orjson
 
+from ai_service import sse
 from ai_service.errors import InvalidRequestError, ServiceError
 from ai_service.providers import REGISTRY
 from ai_service.providers.base import (
@@ -282,7 +283,7 @@ class TranslatedFrames:
         for event in events:
             event["sequence_number"] = self.sequence
             self.sequence += 1
-            out += (b"event: ", event["type"].encode(), b"\ndata: ", orjson.dumps(event), b"\n\n")
+            out.append(sse.named(event["type"], event))
         return out
 
     def write(self, events: list[StreamEvent], tally: Tally) -> bytes:
@@ -325,7 +326,7 @@ def error_event(exc: ServiceError, sequence: int) -> bytes:
         "param": inner.get("param"),
         "sequence_number": sequence,
     }
-    return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+    return sse.named("error", data)
 
 
 class ResponsesFrames:
@@ -380,8 +381,7 @@ class ResponsesFrames:
         if ev.usage is not None and isinstance(usage, dict):
             usage["cost"] = self.call.cost_fields(ev.usage)[0]
         kind = chunk.get("type")
-        head = b"event: " + kind.encode() + b"\n" if isinstance(kind, str) else b""
-        return head + b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return sse.named(kind, chunk) if isinstance(kind, str) else sse.frame(chunk)
 
     def error(self, exc: ServiceError) -> bytes:
         return error_event(exc, self.sequence)

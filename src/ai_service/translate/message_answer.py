@@ -20,6 +20,7 @@ import orjson
 
 from ai_service.errors import UpstreamError
 from ai_service.providers.base import JsonObject, Usage
+from ai_service.sse import named
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -226,7 +227,4 @@ class MessageStream:
 
 def frames(events: list[JsonObject]) -> bytes:
     """Anthropic's SSE frames of `events`: `event: <type>` and its `data:`."""
-    out: list[bytes] = []
-    for event in events:
-        out += (b"event: ", event["type"].encode(), b"\ndata: ", orjson.dumps(event), b"\n\n")
-    return b"".join(out)
+    return b"".join([named(event["type"], event) for event in events])

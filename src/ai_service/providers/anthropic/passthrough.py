@@ -33,6 +33,7 @@ from ai_service.errors import UpstreamError
 from ai_service.providers.anthropic.errors import map_stream_error
 from ai_service.providers.anthropic.response import usage_from
 from ai_service.providers.base import StreamEvent, Usage
+from ai_service.sse import text_event
 
 DEFAULT_VERSION = "2023-06-01"
 BETAS = frozenset(
@@ -91,7 +92,7 @@ class MessagesRelayParser:
         if self._done:
             return []
         if frame is None:
-            frame = _frame(event, data)
+            frame = text_event(event, data)
         if event == "content_block_delta":
             self.deltas.append(data)
             return [StreamEvent(None, frame=frame)]
@@ -171,11 +172,3 @@ class MessagesRelayParser:
 
 # the events parsed; `None` is an event without a name (read from its `type`)
 USAGE_EVENTS = frozenset({"message_start", "message_delta", "message_stop", "error", None})
-
-
-def _frame(event: str | None, data: str) -> bytes:
-    """The SSE bytes of one event, as Anthropic sends them."""
-    lines = "data: " + data.replace("\n", "\ndata: ")
-    if event is None:
-        return (lines + "\n\n").encode()
-    return f"event: {event}\n{lines}\n\n".encode()
